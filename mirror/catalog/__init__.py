@@ -1,0 +1,1 @@
+"""The catalog database: models, sessions and migrations."""

@@ -1,0 +1,157 @@
+"""Typed schema of `mirror.yaml` and the whitelist file.
+
+Models reject unknown keys, so a typo is reported instead of silently
+ignored. Paths stay as written here; `mirror.config.load` makes them
+absolute against the folder of the file that names them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SUBDIR_PATTERN = re.compile(r"^(noarch|[a-z0-9]+-[a-z0-9_]+)$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_subdirs(subdirs: list[str]) -> list[str]:
+    for subdir in subdirs:
+        if not SUBDIR_PATTERN.match(subdir):
+            raise ValueError(
+                f"{subdir!r} is not a conda subdir; use names such as linux-64, osx-arm64 or noarch"
+            )
+    if len(set(subdirs)) != len(subdirs):
+        raise ValueError("subdirs lists a subdir twice")
+    return subdirs
+
+
+class UpstreamConfig(StrictModel):
+    """One upstream conda channel the mirror pulls from."""
+
+    url: str
+    subdirs: list[str] = Field(default_factory=lambda: ["linux-64", "noarch"], min_length=1)
+    token: str | None = None
+    token_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca_bundle: Path | None = None
+    proxy: str | None = None
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=8, ge=1, le=64)
+    retries: int = Field(default=4, ge=0, le=20)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    max_backoff_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not re.match(r"^(https?|file)://", url):
+            raise ValueError(f"{url!r} must start with http://, https:// or file://")
+        return url.rstrip("/")
+
+    @field_validator("subdirs")
+    @classmethod
+    def _check_subdirs(cls, subdirs: list[str]) -> list[str]:
+        return _check_subdirs(subdirs)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> UpstreamConfig:
+        if self.token and self.token_env:
+            raise ValueError("set either token or token_env, not both")
+        return self
+
+
+class ChannelConfig(StrictModel):
+    """One internal channel that the server publishes."""
+
+    approval: Literal["auto", "manual"] = "auto"
+    description: str = ""
+    formats: Literal["both", "conda", "tar.bz2"] = "both"
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class SyncConfig(StrictModel):
+    """Limits that apply to every upstream during a sync."""
+
+    checkpoint_every: int = Field(default=25, ge=1)
+    partial_max_age_hours: float = Field(default=24.0, gt=0)
+
+
+class MirrorConfig(StrictModel):
+    """The whole `mirror.yaml`, with paths already made absolute."""
+
+    data_dir: Path = Path("data")
+    database: str = "sqlite:///data/catalog.db"
+    whitelist: Path = Path("whitelist.yaml")
+    upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
+    channels: dict[str, ChannelConfig] = Field(min_length=1)
+    server: ServerConfig = ServerConfig()
+    sync: SyncConfig = SyncConfig()
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("upstreams", "channels")
+    @classmethod
+    def _check_names(cls, entries: dict) -> dict:
+        for name in entries:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid name; use letters, digits, '.', '_' and '-' "
+                    "(at most 64 characters, starting with a letter or digit)"
+                )
+        return entries
+
+    @field_validator("channels")
+    @classmethod
+    def _reserved_channel_names(cls, channels: dict) -> dict:
+        for name in channels:
+            if name in RESERVED_CHANNEL_NAMES:
+                raise ValueError(f"{name!r} is reserved for the server's own routes; pick another")
+        return channels
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def channels_dir(self) -> Path:
+        return self.data_dir / "channels"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "upstream-cache"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+
+RESERVED_CHANNEL_NAMES = frozenset({"t", "api", "healthz", "readyz", "metrics", "static", "dashboard"})
+
+SpecText = Annotated[str, Field(min_length=1)]
+
+
+class WhitelistEntry(StrictModel):
+    """One block of the whitelist: which packages of one upstream go to one channel."""
+
+    upstream: str
+    channel: str
+    packages: list[SpecText] = Field(min_length=1)
+    dependencies: bool = False
+    exclude: list[SpecText] = Field(default_factory=list)
+    subdirs: list[str] | None = None
+
+    @field_validator("subdirs")
+    @classmethod
+    def _check_subdirs(cls, subdirs: list[str] | None) -> list[str] | None:
+        return None if subdirs is None else _check_subdirs(subdirs)
