@@ -1,0 +1,1 @@
+"""Jobs: the sync, validate and publish steps that wire the rooms together."""

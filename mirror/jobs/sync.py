@@ -1,0 +1,409 @@
+"""Sync: fetch upstream repodata, select the whitelisted files, download and store them.
+
+The selection is written to the catalog before any download starts, and
+each verified file is committed as soon as it is stored. A crash or
+Ctrl-C therefore loses at most the files in flight: the next run sees
+what is stored and fetches only the rest. Publishing is a separate step,
+so an interrupted sync never changes what clients see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from mirror.catalog.models import (
+    Artifact,
+    ArtifactState,
+    Blob,
+    ChannelMembership,
+    MembershipState,
+    RepodataState,
+    RunStatus,
+    utcnow,
+)
+from mirror.config.load import load_whitelist
+from mirror.config.schema import UpstreamConfig, WhitelistEntry
+from mirror.errors import MirrorError
+from mirror.jobs.context import MirrorContext, audit
+from mirror.jobs.runs import finish_run, start_run
+from mirror.selection import Selection, SubdirIndex, select_entry
+from mirror.upstream.client import CacheValidators, ExpectedFile, UpstreamClient
+from mirror.upstream.redact import redact_url
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "sync"
+IDENTITY_FIELDS = ("sha256", "md5", "size")
+
+
+@dataclass
+class SyncReport:
+    run_id: int
+    status: RunStatus = RunStatus.RUNNING
+    selected: int = 0
+    discovered: int = 0
+    records_updated: int = 0
+    retired: int = 0
+    downloaded: int = 0
+    reused: int = 0
+    failed: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "selected": self.selected, "discovered": self.discovered,
+            "records_updated": self.records_updated, "retired": self.retired,
+            "downloaded": self.downloaded, "reused": self.reused, "failed": len(self.failed),
+            "unresolved": len(self.unresolved),
+        }
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class _UpstreamPlan:
+    """What one upstream's entries select, per channel, with raw records."""
+
+    name: str
+    chosen: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    removed: dict[str, set[str]] = field(default_factory=dict)
+
+
+class SyncJob:
+    def __init__(self, context: MirrorContext, *, progress: ProgressCallback | None = None):
+        self.context = context
+        self.config = context.config
+        self.progress = progress or (lambda _phase, _done, _total: None)
+
+    async def run(self) -> SyncReport:
+        entries = load_whitelist(self.config)
+        report = SyncReport(run_id=start_run(self.context.catalog, "sync"))
+        logger.info("sync run %d started with %d whitelist entries", report.run_id, len(entries))
+        try:
+            synced_upstreams = []
+            for name, upstream in self.config.upstreams.items():
+                own = [entry for entry in entries if entry.upstream == name]
+                if not own:
+                    continue
+                plan = await self._plan_upstream(name, upstream, own, report)
+                if plan is not None:
+                    self._apply_plan(plan, report)
+                    synced_upstreams.append(name)
+            await self._download_missing(synced_upstreams, report)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            report.status = RunStatus.INTERRUPTED
+            logger.warning("sync run %d interrupted; finished downloads are kept", report.run_id)
+            raise
+        except Exception as exc:
+            report.status = RunStatus.FAILED
+            report.errors.append(f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            report.status = RunStatus.PARTIAL if (report.failed or report.errors) else RunStatus.SUCCESS
+            return report
+        finally:
+            finish_run(self.context.catalog, report.run_id, report.status, report.counts(), report.errors + report.failed)
+            logger.info("sync run %d ended: %s %s", report.run_id, report.status.value, report.counts())
+
+    # Repodata and selection
+
+    async def _plan_upstream(
+        self, name: str, upstream: UpstreamConfig, entries: list[WhitelistEntry], report: SyncReport
+    ) -> _UpstreamPlan | None:
+        subdirs = sorted({subdir for entry in entries for subdir in (entry.subdirs or upstream.subdirs)})
+        if "noarch" in upstream.subdirs and "noarch" not in subdirs:
+            subdirs.append("noarch")
+
+        fetched: dict[str, bool] = {}
+        try:
+            async with UpstreamClient(name, upstream, tmp_dir=self.config.tmp_dir) as client:
+                for subdir in subdirs:
+                    fetched[subdir] = await self._fetch_repodata(client, name, subdir)
+        except MirrorError as exc:
+            message = f"upstream {name}: repodata could not be fetched: {exc}"
+            logger.error("%s; its packages are left as they were", message)
+            report.errors.append(message)
+            return None
+
+        indexes = {subdir: SubdirIndex(name, subdir, self._repodata_path(name, subdir)) for subdir in subdirs}
+        try:
+            return self._select(name, upstream, entries, indexes, fetched, report)
+        finally:
+            for index in indexes.values():
+                report.errors.extend(f"{name}/{p.subdir}/{p.filename}: {p.reason}" for p in index.problems)
+                index.close()
+
+    async def _fetch_repodata(self, client: UpstreamClient, upstream: str, subdir: str) -> bool:
+        """Fetch one subdir's repodata; return whether it changed since the last run."""
+        destination = self._repodata_path(upstream, subdir)
+        with self.context.catalog.session() as session:
+            state = session.scalar(
+                select(RepodataState).filter_by(upstream=upstream, subdir=subdir)
+            )
+            cached = None
+            if state is not None and destination.is_file():
+                cached = CacheValidators(url=state.url, etag=state.etag, last_modified=state.last_modified)
+
+        result = await client.fetch_repodata(subdir, destination, cached)
+        if result.not_modified:
+            logger.info("upstream %s subdir %s: repodata unchanged (304)", upstream, subdir)
+            return False
+
+        with self.context.catalog.session() as session:
+            state = session.scalar(select(RepodataState).filter_by(upstream=upstream, subdir=subdir))
+            if state is None:
+                state = RepodataState(upstream=upstream, subdir=subdir, url=result.url)
+                session.add(state)
+            state.url = result.url
+            state.etag = result.etag
+            state.last_modified = result.last_modified
+            state.sha256 = result.sha256
+            state.fetched_at = utcnow()
+        logger.info("upstream %s subdir %s: repodata fetched from %s", upstream, subdir, redact_url(result.url))
+        return True
+
+    def _select(self, name, upstream, entries, indexes, fetched, report) -> _UpstreamPlan:
+        plan = _UpstreamPlan(name=name)
+        for entry in entries:
+            entry_subdirs = [s for s in (entry.subdirs or upstream.subdirs) if s in indexes]
+            selection: Selection = select_entry(entry, entry_subdirs, indexes)
+            channel_choice = plan.chosen.setdefault(entry.channel, {})
+            for key, chosen in selection.chosen.items():
+                channel_choice.setdefault(key, chosen.reason)
+            report.unresolved.extend(
+                f"{name}/{u.subdir}/{u.filename} needs {u.dependency!r}: {u.reason}" for u in selection.unresolved
+            )
+            report.warnings.extend(selection.warnings)
+            report.warnings.extend(
+                f"whitelist spec {text!r} for channel {entry.channel} matches no upstream record"
+                for text in selection.unmatched_specs
+            )
+
+        # Raw records: skip files already catalogued when their repodata did not change.
+        wanted: dict[str, set[str]] = {}
+        known = self._known_files(name)
+        for choice in plan.chosen.values():
+            for subdir, filename in choice:
+                if fetched.get(subdir) or (subdir, filename) not in known:
+                    wanted.setdefault(subdir, set()).add(filename)
+        for subdir, filenames in wanted.items():
+            for filename, raw in indexes[subdir].raw_records(filenames).items():
+                plan.records[(subdir, filename)] = raw
+        plan.removed = {subdir: index.removed for subdir, index in indexes.items()}
+        report.selected += len({key for choice in plan.chosen.values() for key in choice})
+        return plan
+
+    def _known_files(self, upstream: str) -> set[tuple[str, str]]:
+        with self.context.catalog.session() as session:
+            rows = session.execute(select(Artifact.subdir, Artifact.filename).filter_by(upstream=upstream))
+            return {(subdir, filename) for subdir, filename in rows}
+
+    # Catalog update
+
+    def _apply_plan(self, plan: _UpstreamPlan, report: SyncReport) -> None:
+        with self.context.catalog.session() as session:
+            artifacts = {
+                (a.subdir, a.filename): a
+                for a in session.scalars(select(Artifact).filter_by(upstream=plan.name))
+            }
+            for (subdir, filename), raw in plan.records.items():
+                artifacts[(subdir, filename)] = self._upsert_artifact(session, plan.name, subdir, filename, raw, artifacts.get((subdir, filename)), report)
+
+            self._mark_removed(session, plan, artifacts)
+            selected_ids = self._upsert_memberships(session, plan, artifacts, report)
+            self._retire_unselected(session, plan.name, selected_ids, report)
+
+    def _upsert_artifact(self, session, upstream, subdir, filename, raw, artifact, report) -> Artifact:
+        if artifact is None:
+            artifact = Artifact(
+                upstream=upstream, subdir=subdir, filename=filename, record=raw,
+                state=ArtifactState.DISCOVERED, **_identity(raw),
+            )
+            session.add(artifact)
+            session.flush()
+            audit(session, ACTOR, "discovered", artifact_id=artifact.id, file=artifact.key)
+            report.discovered += 1
+            return artifact
+
+        if artifact.record == raw:
+            return artifact
+
+        changed = sorted(key for key in set(artifact.record) | set(raw) if artifact.record.get(key) != raw.get(key))
+        replaced = any(artifact.record.get(key) != raw.get(key) for key in IDENTITY_FIELDS)
+        artifact.record = raw
+        for key, value in _identity(raw).items():
+            setattr(artifact, key, value)
+        report.records_updated += 1
+
+        if replaced:
+            # Upstream now lists different bytes under the same name: start over.
+            artifact.state = ArtifactState.DISCOVERED
+            for membership in artifact.memberships:
+                if membership.state != MembershipState.RETIRED:
+                    membership.state = MembershipState.PENDING
+                    membership.reason = "upstream replaced the file; validating the new bytes"
+            audit(session, ACTOR, "artifact_replaced", artifact_id=artifact.id, fields=changed, file=artifact.key)
+            logger.warning("upstream replaced %s (changed: %s); it will be downloaded and validated again", artifact.key, ", ".join(changed))
+        else:
+            audit(session, ACTOR, "record_updated", artifact_id=artifact.id, reason="upstream metadata change (hotfix)", fields=changed, file=artifact.key)
+            logger.info("upstream record of %s changed (%s); published metadata follows it", artifact.key, ", ".join(changed))
+        return artifact
+
+    def _mark_removed(self, session, plan: _UpstreamPlan, artifacts) -> None:
+        for (subdir, filename), artifact in artifacts.items():
+            removed = filename in plan.removed.get(subdir, ())
+            if removed and not artifact.removed_upstream:
+                audit(session, ACTOR, "removed_upstream", artifact_id=artifact.id, file=artifact.key)
+            artifact.removed_upstream = removed
+
+    def _upsert_memberships(self, session, plan: _UpstreamPlan, artifacts, report) -> set[int]:
+        selected_ids: set[int] = set()
+        for channel, choice in plan.chosen.items():
+            existing = {
+                m.artifact_id: m
+                for m in session.scalars(
+                    select(ChannelMembership).join(Artifact).filter(
+                        ChannelMembership.channel == channel, Artifact.upstream == plan.name
+                    )
+                )
+            }
+            for key, reason in choice.items():
+                artifact = artifacts.get(key)
+                if artifact is None:
+                    report.errors.append(f"{plan.name}/{key[0]}/{key[1]}: selected but its record could not be read")
+                    continue
+                membership = existing.get(artifact.id)
+                if membership is None:
+                    session.add(ChannelMembership(channel=channel, artifact_id=artifact.id, state=MembershipState.PENDING, selected_by=reason))
+                    audit(session, ACTOR, "selected", channel=channel, artifact_id=artifact.id, reason=reason)
+                elif membership.state == MembershipState.RETIRED:
+                    membership.state = MembershipState.PENDING
+                    membership.selected_by = reason
+                    membership.reason = None
+                    audit(session, ACTOR, "selected", channel=channel, artifact_id=artifact.id, reason=reason)
+                selected_ids.add((channel, artifact.id))
+        session.flush()
+        return selected_ids
+
+    def _retire_unselected(self, session, upstream: str, selected: set, report: SyncReport) -> None:
+        memberships = session.scalars(
+            select(ChannelMembership).join(Artifact).filter(
+                Artifact.upstream == upstream, ChannelMembership.state != MembershipState.RETIRED
+            )
+        )
+        for membership in memberships:
+            if (membership.channel, membership.artifact_id) in selected:
+                continue
+            artifact = membership.artifact
+            reason = "removed from upstream" if artifact.removed_upstream else "no longer selected by the whitelist"
+            membership.state = MembershipState.RETIRED
+            membership.reason = reason
+            audit(session, ACTOR, "retired", channel=membership.channel, artifact_id=artifact.id, reason=reason)
+            report.retired += 1
+
+    # Downloads
+
+    async def _download_missing(self, upstreams: list[str], report: SyncReport) -> None:
+        for name in upstreams:
+            todo = self._artifacts_to_fetch(name)
+            if not todo:
+                continue
+            upstream = self.config.upstreams[name]
+            total = len(todo)
+            done = 0
+            self.progress(f"download {name}", done, total)
+            async with UpstreamClient(name, upstream, tmp_dir=self.config.tmp_dir) as client:
+                limit = asyncio.Semaphore(upstream.max_connections)
+
+                async def fetch_one(artifact_id: int, subdir: str, expected: ExpectedFile) -> None:
+                    nonlocal done
+                    async with limit:
+                        await self._fetch_artifact(client, artifact_id, subdir, expected, report)
+                    done += 1
+                    self.progress(f"download {name}", done, total)
+
+                await asyncio.gather(*(fetch_one(*item) for item in todo))
+
+    def _artifacts_to_fetch(self, upstream: str) -> list[tuple[int, str, ExpectedFile]]:
+        todo = []
+        with self.context.catalog.session() as session:
+            rows = session.scalars(
+                select(Artifact).filter(
+                    Artifact.upstream == upstream,
+                    Artifact.memberships.any(ChannelMembership.state != MembershipState.RETIRED),
+                )
+            )
+            for artifact in rows:
+                stored = artifact.sha256 and self.context.store.has(artifact.sha256)
+                if artifact.state == ArtifactState.DOWNLOADED and stored:
+                    continue
+                if stored:
+                    # Same bytes already stored for another upstream or channel: no download.
+                    artifact.state = ArtifactState.DOWNLOADED
+                    artifact.downloaded_at = utcnow()
+                    artifact.last_error = None
+                    continue
+                expected = ExpectedFile(artifact.filename, artifact.size, artifact.sha256, artifact.md5)
+                todo.append((artifact.id, artifact.subdir, expected))
+        return todo
+
+    async def _fetch_artifact(self, client, artifact_id: int, subdir: str, expected: ExpectedFile, report) -> None:
+        try:
+            path = await client.download(subdir, expected)
+            sha256 = expected.sha256 or await asyncio.to_thread(_sha256_of, path)
+            size = path.stat().st_size
+            self.context.store.add_verified_file(path, sha256)
+        except MirrorError as exc:
+            logger.error("download of %s/%s failed: %s", subdir, expected.filename, exc)
+            report.failed.append(f"{subdir}/{expected.filename}: {exc}")
+            with self.context.catalog.session() as session:
+                artifact = session.get(Artifact, artifact_id)
+                artifact.state = ArtifactState.DOWNLOAD_FAILED
+                artifact.last_error = str(exc)
+            return
+
+        with self.context.catalog.session() as session:
+            artifact = session.get(Artifact, artifact_id)
+            artifact.state = ArtifactState.DOWNLOADED
+            artifact.sha256 = sha256
+            artifact.downloaded_at = utcnow()
+            artifact.last_error = None
+            if session.get(Blob, sha256) is None:
+                session.add(Blob(sha256=sha256, size=size))
+            audit(session, ACTOR, "downloaded", artifact_id=artifact_id, file=artifact.key, sha256=sha256)
+        report.downloaded += 1
+
+    def _repodata_path(self, upstream: str, subdir: str) -> Path:
+        return self.config.cache_dir / upstream / subdir / "repodata.json"
+
+
+def _identity(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": str(raw.get("name", "")),
+        "version": str(raw.get("version", "")),
+        "build": str(raw.get("build", "")),
+        "build_number": int(raw.get("build_number") or 0),
+        "size": raw.get("size"),
+        "sha256": raw.get("sha256"),
+        "md5": raw.get("md5"),
+    }
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Review: channel policies and the approval decisions they make."""
