@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SUBDIR_PATTERN = re.compile(r"^(noarch|[a-z0-9]+-[a-z0-9_]+)$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SUBDIR_PATTERN = re.compile(r"^(noarch|[a-z0-9]+-[a-z0-9_]+)\Z")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class StrictModel(BaseModel):
