@@ -44,6 +44,12 @@ def load_config(path: str | os.PathLike[str]) -> MirrorConfig:
                 )
                 for name, upstream in config.upstreams.items()
             },
+            "validation": config.validation.model_copy(
+                update={
+                    "yara_rules_dir": _absolute(base, config.validation.yara_rules_dir)
+                    if config.validation.yara_rules_dir else None
+                }
+            ),
             "source": source,
         }
     )

@@ -68,12 +68,54 @@ class UpstreamConfig(StrictModel):
         return self
 
 
+Severity = Literal["none", "low", "medium", "high", "critical"]
+
+SEVERITY_ORDER: tuple[str, ...] = ("none", "low", "medium", "high", "critical")
+
+ALL_CHECKS: tuple[str, ...] = (
+    "integrity", "archive", "metadata", "paths", "scripts", "licence",
+    "vulnerabilities", "malware", "install", "consistency",
+)
+REQUIRED_CHECKS: tuple[str, ...] = ("integrity", "archive", "metadata")
+
+
+class LicencePolicy(StrictModel):
+    """Which licences a channel accepts; names are SPDX ids or globs such as `BSD-*`."""
+
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    missing: Literal["review", "reject", "allow"] = "review"
+
+
+class VulnerabilityPolicy(StrictModel):
+    """How a channel treats packages with known advisories."""
+
+    max_severity: Severity = "none"
+    retire: bool = True
+
+
 class ChannelConfig(StrictModel):
-    """One internal channel that the server publishes."""
+    """One internal channel that the server publishes, and the rules for entering it."""
 
     approval: Literal["auto", "manual"] = "auto"
     description: str = ""
     formats: Literal["both", "conda", "tar.bz2"] = "both"
+    checks: list[str] = Field(default_factory=lambda: list(ALL_CHECKS))
+    allow_warnings: bool = False
+    min_age_hours: float = Field(default=0.0, ge=0)
+    licence: LicencePolicy = LicencePolicy()
+    vulnerabilities: VulnerabilityPolicy = VulnerabilityPolicy()
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, checks: list[str]) -> list[str]:
+        unknown = [name for name in checks if name not in ALL_CHECKS]
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; known checks: {', '.join(ALL_CHECKS)}")
+        missing = [name for name in REQUIRED_CHECKS if name not in checks]
+        if missing:
+            raise ValueError(f"checks must include {', '.join(missing)}: nothing unverified may be published")
+        return checks
 
 
 class ServerConfig(StrictModel):
@@ -88,6 +130,19 @@ class SyncConfig(StrictModel):
     partial_max_age_hours: float = Field(default=24.0, gt=0)
 
 
+class ValidationConfig(StrictModel):
+    """Settings shared by every channel's checks."""
+
+    workers: int | None = Field(default=None, ge=1, le=256)
+    yara_rules_dir: Path | None = None
+    max_unpacked_bytes: int = Field(default=8 * 1024**3, gt=0)
+    max_members: int = Field(default=1_000_000, gt=0)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+    install_timeout_seconds: float = Field(default=300.0, gt=0)
+    install_memory_mb: int = Field(default=2048, ge=64)
+    isolate_network: bool = True
+
+
 class MirrorConfig(StrictModel):
     """The whole `mirror.yaml`, with paths already made absolute."""
 
@@ -98,6 +153,7 @@ class MirrorConfig(StrictModel):
     channels: dict[str, ChannelConfig] = Field(min_length=1)
     server: ServerConfig = ServerConfig()
     sync: SyncConfig = SyncConfig()
+    validation: ValidationConfig = ValidationConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("upstreams", "channels")
