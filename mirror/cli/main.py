@@ -26,7 +26,7 @@ EXIT_PARTIAL = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 class MirrorCli(click.Group):
