@@ -9,6 +9,7 @@ py-rattler to prove it works, then serves the channel until Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import textwrap
 from pathlib import Path
@@ -60,8 +61,12 @@ WHITELIST_TEXT = f"""\
 @click.option("--port", type=int, default=8080, show_default=True, help="Port of the internal channel server.")
 @click.option("--serve/--no-serve", default=True, show_default=True, help="Keep serving the channel after the cycle.")
 @click.option("--fresh", is_flag=True, help="Delete the demo folder first.")
-def demo(folder: Path, port: int, serve: bool, fresh: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, folder: Path, port: int, serve: bool, fresh: bool) -> None:
     """Build a local upstream, run sync, validate and publish on it, and serve the result."""
+    if ctx.meta.get("verbosity", 0) == 0:
+        # The demo prints its own summary; per-request logs would bury it. -v brings them back.
+        logging.getLogger().setLevel(logging.WARNING)
     from mirror.cli.main import console, run_cycle
     from mirror.demo.channel import build_demo_upstream
     from mirror.demo.upstream_server import StaticChannelServer

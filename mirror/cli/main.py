@@ -61,6 +61,7 @@ class MirrorCli(click.Group):
 def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool) -> None:
     """Internal conda mirror: sync whitelisted packages, validate them, publish conda channels."""
     configure_logging(-1 if quiet else verbose)
+    ctx.meta["verbosity"] = -1 if quiet else verbose
     _terminate_as_interrupt()
     ctx.obj = config_path
 
@@ -155,7 +156,8 @@ def status(ctx: click.Context) -> None:
 
     context = MirrorContext.open(load_config(ctx.obj))
     try:
-        print_status(context, Console())
+        # Wide enough for the tables when the output goes to a file or a pipe.
+        print_status(context, Console(width=None if sys.stdout.isatty() else 160))
     finally:
         context.close()
 

@@ -42,9 +42,15 @@ def _runs(session) -> Table:
     runs = session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(RECENT_RUNS))
     for run in runs:
         duration = f"{(run.finished_at - run.started_at).total_seconds():.1f} s" if run.finished_at else "-"
-        counts = ", ".join(f"{k}={v}" for k, v in (run.counts or {}).items())
+        counts = ", ".join(f"{k}={_compact(v)}" for k, v in (run.counts or {}).items() if v)
         table.add_row(str(run.id), run.kind, run.status.value, run.started_at.strftime("%Y-%m-%d %H:%M:%S"), duration, counts)
     return table
+
+
+def _compact(value) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}:{v}" for k, v in value.items())
+    return str(value)
 
 
 def _channels(context: MirrorContext, session) -> Table:

@@ -172,12 +172,13 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.isolation = network_isolation_mode() if isolate_network else ISOLATION_DISABLED
         self.env = self._environment(extra_env or {})
+        self._runs = 0
 
     def run(self, name: str, argv: Sequence[str], *, cwd: Path | None = None) -> CommandResult:
         """Run `argv` to completion or until the timeout, then kill its process group."""
-        index = len(list(self.work_dir.glob("*.stdout")))
-        stdout_path = self.work_dir / f"{index}.stdout"
-        stderr_path = self.work_dir / f"{index}.stderr"
+        self._runs += 1
+        stdout_path = self.work_dir / f"command-{self._runs}.stdout"
+        stderr_path = self.work_dir / f"command-{self._runs}.stderr"
 
         started = time.monotonic()
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
