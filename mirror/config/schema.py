@@ -130,6 +130,12 @@ class SyncConfig(StrictModel):
     partial_max_age_hours: float = Field(default=24.0, gt=0)
 
 
+class PublishConfig(StrictModel):
+    """How published channels change."""
+
+    removal_grace_seconds: float = Field(default=3600.0, ge=0)
+
+
 class ValidationConfig(StrictModel):
     """Settings shared by every channel's checks."""
 
@@ -154,6 +160,7 @@ class MirrorConfig(StrictModel):
     server: ServerConfig = ServerConfig()
     sync: SyncConfig = SyncConfig()
     validation: ValidationConfig = ValidationConfig()
+    publish: PublishConfig = PublishConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("upstreams", "channels")

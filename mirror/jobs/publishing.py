@@ -34,9 +34,11 @@ class PublishReport:
 
 
 class PublishJob:
-    def __init__(self, context: MirrorContext, *, removal_grace_seconds: float = 3600.0):
+    def __init__(self, context: MirrorContext, *, removal_grace_seconds: float | None = None):
         self.context = context
         self.config = context.config
+        if removal_grace_seconds is None:
+            removal_grace_seconds = context.config.publish.removal_grace_seconds
         self.removal_grace_seconds = removal_grace_seconds
 
     def run(self) -> PublishReport:

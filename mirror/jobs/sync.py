@@ -201,6 +201,7 @@ class SyncJob:
         for subdir, filenames in wanted.items():
             for filename, raw in indexes[subdir].raw_records(filenames).items():
                 plan.records[(subdir, filename)] = raw
+        report.warnings.extend(_twin_differences(plan.records))
         plan.removed = {subdir: index.removed for subdir, index in indexes.items()}
         report.selected += len({key for choice in plan.chosen.values() for key in choice})
         return plan
@@ -387,6 +388,27 @@ class SyncJob:
 
     def _repodata_path(self, upstream: str, subdir: str) -> Path:
         return self.config.cache_dir / upstream / subdir / "repodata.json"
+
+
+TWIN_FIELDS = ("depends", "constrains", "license", "track_features", "noarch")
+
+
+def _twin_differences(records: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Warn where the .conda and .tar.bz2 files of one build disagree on metadata."""
+    warnings = []
+    for (subdir, filename), record in records.items():
+        if not filename.endswith(".conda"):
+            continue
+        twin = records.get((subdir, filename[: -len(".conda")] + ".tar.bz2"))
+        if twin is None:
+            continue
+        differing = [key for key in TWIN_FIELDS if record.get(key) != twin.get(key)]
+        if differing:
+            warnings.append(
+                f"{subdir}/{filename} and its .tar.bz2 twin differ in {', '.join(differing)}; "
+                "both are published as upstream lists them"
+            )
+    return warnings
 
 
 def _identity(raw: dict[str, Any]) -> dict[str, Any]:

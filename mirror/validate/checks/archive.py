@@ -29,6 +29,7 @@ from mirror.validate.package_reader import (
     ArchiveLimitError,
     ArchiveLimits,
     ArchiveScan,
+    MemberReader,
     PackageMember,
     PackageReader,
     describe_content,
@@ -113,7 +114,7 @@ def scan_package(path: Path, filename: str, limits: ArchiveLimits, *, index_only
     with closing(reader.members(components)) as members:
         for member in members:
             if member.name == INDEX_JSON and member.reader is not None:
-                _keep_index_json(reader, member)
+                _keep_index_json(reader, member, member.reader)
                 if index_only:
                     break
 
@@ -124,7 +125,7 @@ def scan_package(path: Path, filename: str, limits: ArchiveLimits, *, index_only
     return reader.scan
 
 
-def _keep_index_json(reader: PackageReader, member: PackageMember) -> None:
+def _keep_index_json(reader: PackageReader, member: PackageMember, content: MemberReader) -> None:
     label = reader.label_of(member.component)
     if reader.scan.index_json is not None:
         raise ArchiveError(f"{label} has more than one {INDEX_JSON}")
@@ -133,4 +134,4 @@ def _keep_index_json(reader: PackageReader, member: PackageMember) -> None:
             f"{label}: {INDEX_JSON} is {member.info.size} bytes, over the "
             f"{reader.limits.max_metadata_bytes}-byte limit for metadata files"
         )
-    reader.scan.index_json = member.reader.read()
+    reader.scan.index_json = content.read()
