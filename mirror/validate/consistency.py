@@ -5,8 +5,8 @@ Run before publishing a channel. Two passes:
 1. A static pass checks each dependency of each record: some record of
    that name in the same subdir or in noarch (or a virtual package) must
    match the spec. It is cheap and names the missing dependency and spec.
-2. A solve pass asks py-rattler to install `name ==version build` of each
-   record that passed, which also finds conflicts between dependencies.
+2. A solve pass runs the py-rattler solver on `name ==version build` of
+   each record that passed, which also finds conflicts between dependencies.
    Records with distinct names are solved in batches. A batch that fails is
    split in halves until the failing records are alone. `max_solves` caps
    the solver calls, and records left over are listed in
@@ -17,7 +17,7 @@ the platform subdirs checked, or on noarch alone when no platform subdir is
 given. Virtual packages such as `__glibc` and `__unix` are assumed present
 (see `default_virtual_packages`), because the channel cannot provide them.
 
-NOTE: the solver sees a `.conda` and a `.tar.bz2` of the same
+NOTE: the solver treats a `.conda` and a `.tar.bz2` of the same
 name-version-build as one package, so the solve pass checks only one of the
 two. The static pass still reads the dependencies of both.
 """
@@ -25,10 +25,11 @@ two. The static pass still reads the dependencies of both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,14 @@ _VIRTUAL_PACKAGES_BY_FAMILY: Mapping[str, Sequence[tuple[str, str]]] = {
     "osx": (("__unix", "0"), ("__osx", "15.0")),
     "win": (("__win", "0"), ("__cuda", "12.8")),
 }
-_ARCHSPEC_BY_ARCH = {"64": "x86_64", "32": "x86", "arm64": "arm64", "aarch64": "aarch64", "ppc64le": "ppc64le"}
+# The microarchitecture family that `__archspec` reports, by the arch part of a subdir.
+_ARCHSPEC_BY_ARCH = {
+    "64": "x86_64",
+    "32": "x86",
+    "arm64": "arm64",
+    "aarch64": "aarch64",
+    "ppc64le": "ppc64le",
+}
 
 RecordKey = tuple[str, str, str]
 
@@ -113,7 +121,11 @@ def default_virtual_packages(subdir: str) -> list[rattler.GenericVirtualPackage]
     """
     platform, _, arch = subdir.partition("-")
     families = ("linux", "win") if subdir == "noarch" else (platform,)
-    pairs = {name: version for family in families for name, version in _VIRTUAL_PACKAGES_BY_FAMILY.get(family, ())}
+    pairs = {
+        name: version
+        for family in families
+        for name, version in _VIRTUAL_PACKAGES_BY_FAMILY.get(family, ())
+    }
     packages = [_virtual(name, version, "0") for name, version in sorted(pairs.items())]
     if arch in _ARCHSPEC_BY_ARCH:
         packages.append(_virtual("__archspec", "1", _ARCHSPEC_BY_ARCH[arch]))
@@ -134,8 +146,9 @@ def check_channel_consistency(
     `channel` is a channel folder or a URL (file://, http://, https://).
     `virtual_packages` replaces `default_virtual_packages` for every
     subdir. Repodata is cached in `cache_dir`, or in a temporary folder
-    that is removed afterwards. Must not be called from a running event
-    loop; await `check_channel_consistency_async` there instead.
+    that is removed afterwards. Raises rattler's FetchRepoDataError when a
+    subdir has no repodata.json. Must not be called from a running event
+    loop. Await `check_channel_consistency_async` there instead.
     """
     return asyncio.run(
         check_channel_consistency_async(
@@ -160,14 +173,16 @@ async def check_channel_consistency_async(
 ) -> ConsistencyReport:
     """Coroutine form of `check_channel_consistency`, with the same arguments."""
     if max_solves < 0 or batch_size < 1:
-        raise ValueError(f"max_solves must be >= 0 and batch_size >= 1, got {max_solves} and {batch_size}")
+        raise ValueError(
+            f"max_solves must be >= 0 and batch_size >= 1, got {max_solves} and {batch_size}"
+        )
 
     url = channel_url(channel)
     names = sorted(set(subdirs) | {"noarch"})
     report = ConsistencyReport(channel=url, subdirs=names)
 
-    with tempfile.TemporaryDirectory(prefix="consistency-") as temporary:
-        loaded = await _load(url, names, virtual_packages, Path(cache_dir or temporary))
+    with _cache_folder(cache_dir) as cache:
+        loaded = await _load(url, names, virtual_packages, cache)
         report.records = sum(len(subdir.records) for subdir in loaded.values())
 
         passed = _static_pass(loaded, report)
@@ -182,6 +197,15 @@ async def check_channel_consistency_async(
         len(report.unsolved),
     )
     return report
+
+
+@contextlib.contextmanager
+def _cache_folder(cache_dir: Path | None) -> Iterator[Path]:
+    if cache_dir is not None:
+        yield Path(cache_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="consistency-") as temporary:
+        yield Path(temporary)
 
 
 def channel_url(channel: Path | str) -> str:
@@ -205,7 +229,10 @@ async def _load(
     )
     loaded = {}
     for sparse in sparse_list:
-        virtual = list(virtual_packages) if virtual_packages is not None else default_virtual_packages(sparse.subdir)
+        if virtual_packages is None:
+            virtual = default_virtual_packages(sparse.subdir)
+        else:
+            virtual = list(virtual_packages)
         records = sparse.load_all_records(PackageFormatSelection.BOTH)
         loaded[sparse.subdir] = _Subdir(sparse.subdir, sparse, records, virtual)
     return loaded
@@ -219,16 +246,19 @@ def _platforms_for(subdir: str, loaded: Mapping[str, _Subdir]) -> list[str]:
     return platforms or ["noarch"]
 
 
-def _static_pass(loaded: Mapping[str, _Subdir], report: ConsistencyReport) -> dict[str, list[rattler.RepoDataRecord]]:
-    """Record a problem for each dependency nothing matches; return the records without one, by subdir."""
+def _static_pass(
+    loaded: Mapping[str, _Subdir], report: ConsistencyReport
+) -> dict[str, list[rattler.RepoDataRecord]]:
+    """Add a problem for each dependency that nothing matches, and return the other records by subdir."""
     passed: dict[str, list[rattler.RepoDataRecord]] = defaultdict(list)
     for subdir in loaded.values():
         for record in subdir.records:
-            problems = [
-                problem
-                for dependency in record.depends
-                if (problem := _match_dependency(record, dependency, subdir.name, loaded)) is not None
-            ]
+            problems = []
+            for dependency in record.depends:
+                problem = _match_dependency(record, dependency, subdir.name, loaded)
+                if problem is not None:
+                    problems.append(problem)
+
             report.problems.extend(problems)
             if not problems:
                 passed[subdir.name].append(record)
@@ -247,9 +277,9 @@ def _match_dependency(
     candidates: list[rattler.PackageRecord] = []
     places = []
     for platform in _platforms_for(subdir, loaded):
-        pools = [loaded[platform]] if platform == "noarch" else [loaded[platform], loaded["noarch"]]
-        places.extend(pool.name for pool in pools)
-        candidates.extend(candidate for pool in pools for candidate in pool.by_name.get(name, ()))
+        for pool in _pools(loaded, platform):
+            places.append(pool.name)
+            candidates.extend(pool.by_name.get(name, ()))
 
     if any(spec.matches(candidate) for candidate in candidates):
         return None
@@ -258,10 +288,18 @@ def _match_dependency(
     if not candidates:
         return Problem(subdir, record.file_name, dependency, f"no package named {name} in {searched}")
     versions = sorted({str(candidate.version) for candidate in candidates})
-    listed = ", ".join(versions[:MAX_LISTED_VERSIONS]) + (" ..." if len(versions) > MAX_LISTED_VERSIONS else "")
-    return Problem(
-        subdir, record.file_name, dependency, f"no {name} record in {searched} matches {dependency!r}; found {listed}"
-    )
+    listed = ", ".join(versions[:MAX_LISTED_VERSIONS])
+    if len(versions) > MAX_LISTED_VERSIONS:
+        listed += " ..."
+    reason = f"no {name} record in {searched} matches {dependency!r}; found {listed}"
+    return Problem(subdir, record.file_name, dependency, reason)
+
+
+def _pools(loaded: Mapping[str, _Subdir], platform: str) -> list[_Subdir]:
+    """Return the subdirs a solve for `platform` draws records from."""
+    if platform == "noarch":
+        return [loaded["noarch"]]
+    return [loaded[platform], loaded["noarch"]]
 
 
 async def _solve_pass(
@@ -340,12 +378,13 @@ async def _solve_batch(
 
 
 async def _solve(loaded: Mapping[str, _Subdir], platform: str, batch: list[RecordKey]) -> str | None:
-    sources = [loaded[platform].sparse] if platform == "noarch" else [loaded[platform].sparse, loaded["noarch"].sparse]
-    specs = [rattler.MatchSpec(f"{name} =={version} {build}", strict=True) for name, version, build in batch]
+    specs = [
+        rattler.MatchSpec(f"{name} =={version} {build}", strict=True) for name, version, build in batch
+    ]
     try:
         await rattler.solve_with_sparse_repodata(
             specs=specs,
-            sparse_repodata=sources,
+            sparse_repodata=[pool.sparse for pool in _pools(loaded, platform)],
             virtual_packages=loaded[platform].virtual,
             package_format_selection=PackageFormatSelection.BOTH,
         )
@@ -368,7 +407,11 @@ def _batches(keys: list[RecordKey], batch_size: int) -> list[list[RecordKey]]:
         if position == len(rounds):
             rounds.append([])
         rounds[position].append(key)
-    return [round_[start : start + batch_size] for round_ in rounds for start in range(0, len(round_), batch_size)]
+    return [
+        names[start : start + batch_size]
+        for names in rounds
+        for start in range(0, len(names), batch_size)
+    ]
 
 
 def _filenames_by_key(records: Iterable[rattler.RepoDataRecord]) -> dict[RecordKey, list[str]]:
@@ -379,7 +422,9 @@ def _filenames_by_key(records: Iterable[rattler.RepoDataRecord]) -> dict[RecordK
 
 
 def _virtual(name: str, version: str, build: str) -> rattler.GenericVirtualPackage:
-    return rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build))
+    return rattler.GenericVirtualPackage(
+        rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
+    )
 
 
 def _virtual_record(package: rattler.GenericVirtualPackage, subdir: str) -> rattler.PackageRecord:

@@ -2,10 +2,10 @@
 
 The validation job downloads an upstream's files into the blob store and
 then calls `build_quarantine_channel` with all of them. The result is a
-plain conda channel folder: each subdir has a `repodata.json` with the
-upstream records copied verbatim, and each package file is a hard link to
-its blob (a symbolic link when the blob is on another file system). Clients
-such as py-rattler read it through a `file://` URL.
+plain conda channel folder. Each subdir has a `repodata.json` with the
+upstream records copied verbatim. Each package file is a hard link to its
+blob, or a symbolic link when the blob is on another file system. Clients
+such as py-rattler read the channel through a `file://` URL.
 
 Rebuilding with the same files changes nothing on disk. Rebuilding with
 other files replaces the listing and removes links that are no longer
@@ -36,7 +36,7 @@ PACKAGE_EXTENSIONS = (CONDA_EXTENSION, TAR_BZ2_EXTENSION)
 
 @dataclass(frozen=True)
 class QuarantineFile:
-    """One candidate file: where it is listed, its upstream record and the blob holding its bytes."""
+    """One candidate package file: its subdir and name, upstream record and blob."""
 
     subdir: str
     filename: str
@@ -93,7 +93,10 @@ def _group_by_subdir(files: Iterable[QuarantineFile]) -> dict[str, dict[str, Qua
 
 def _validate(item: QuarantineFile) -> None:
     if not SUBDIR_PATTERN.match(item.subdir):
-        raise ValueError(f"invalid subdir {item.subdir!r} for {item.filename!r}; use names such as linux-64 or noarch")
+        raise ValueError(
+            f"invalid subdir {item.subdir!r} for {item.filename!r}; "
+            "use names such as linux-64 or noarch"
+        )
 
     # The name becomes a path inside the channel, so it must stay one plain file name.
     name = item.filename
@@ -105,13 +108,19 @@ def _validate(item: QuarantineFile) -> None:
         )
 
     if not Path(item.blob_path).is_file():
-        raise FileNotFoundError(f"blob {item.blob_path} for {item.subdir}/{name} not found; download the file again")
+        raise FileNotFoundError(
+            f"blob {item.blob_path} for {item.subdir}/{name} not found; download the file again"
+        )
 
 
 def _existing_subdirs(root: Path) -> set[str]:
     if not root.is_dir():
         return set()
-    return {child.name for child in root.iterdir() if child.is_dir() and (child / "repodata.json").is_file()}
+    return {
+        child.name
+        for child in root.iterdir()
+        if child.is_dir() and (child / "repodata.json").is_file()
+    }
 
 
 def _link_blob(blob: Path, destination: Path) -> None:
@@ -150,8 +159,9 @@ def _remove_unlisted(subdir_dir: Path, listed: set[str]) -> None:
 
 
 def _write_repodata(subdir_dir: Path, subdir: str, listed: Mapping[str, QuarantineFile]) -> None:
-    tar_bz2 = {name: dict(item.record) for name, item in sorted(listed.items()) if name.endswith(TAR_BZ2_EXTENSION)}
-    conda = {name: dict(item.record) for name, item in sorted(listed.items()) if name.endswith(CONDA_EXTENSION)}
+    records = {name: dict(item.record) for name, item in sorted(listed.items())}
+    tar_bz2 = {name: record for name, record in records.items() if name.endswith(TAR_BZ2_EXTENSION)}
+    conda = {name: record for name, record in records.items() if name.endswith(CONDA_EXTENSION)}
     repodata = {
         "info": {"subdir": subdir},
         "packages": tar_bz2,
@@ -159,4 +169,5 @@ def _write_repodata(subdir_dir: Path, subdir: str, listed: Mapping[str, Quaranti
         "removed": [],
         "repodata_version": 1,
     }
-    atomic_write_bytes(subdir_dir / "repodata.json", json.dumps(repodata, indent=1, sort_keys=True).encode())
+    data = json.dumps(repodata, indent=1, sort_keys=True).encode()
+    atomic_write_bytes(subdir_dir / "repodata.json", data)

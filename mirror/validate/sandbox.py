@@ -1,8 +1,8 @@
 """Run a package's test commands with a timeout, resource limits and, where possible, no network.
 
 A `Sandbox` runs each command in its own process group with a minimal
-environment, so a test sees the installed prefix but none of the parent's
-variables (proxies, tokens, cloud credentials). Output goes to files in
+environment: the test gets the installed prefix on PATH but none of the
+parent's variables (proxies, tokens, cloud credentials). Output goes to files in
 the work folder, so a test that prints gigabytes fills at most
 `max_file_mb` per stream, and only the last `output_tail_bytes` are kept.
 
@@ -18,9 +18,9 @@ process which form works. When neither does, commands run with the host
 network and the caller reports that in its evidence.
 
 This is containment for tests of packages already downloaded from a
-trusted upstream, not a security boundary: the command runs as the same
-user, sees the same file system, and a process that calls setsid() leaves
-the process group that the timeout kills.
+trusted upstream, not a security boundary. The command runs as the same
+user and can read and write the same file system, and a process that
+calls setsid() leaves the process group that the timeout kills.
 """
 
 from __future__ import annotations
@@ -49,17 +49,26 @@ KILL_GRACE_SECONDS = 5.0
 PROBE_TIMEOUT_SECONDS = 10.0
 
 # Runs between unshare and the test command: sets the limits passed as
-# arguments, then replaces itself with the command (argv after "--").
-_LIMITER = (
-    "import os, resource, sys\n"
-    "memory, processes, file_size = (int(value) for value in sys.argv[1:4])\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (memory, memory))\n"
-    "resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))\n"
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))\n"
-    "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
-    "command = sys.argv[5:]\n"
-    "os.execvp(command[0], command)\n"
-)
+# arguments, then replaces itself with the command (argv after "--"). A
+# limit above the current hard limit is lowered to it, because only root
+# may raise a hard limit.
+_LIMITER = """
+import os, resource, sys
+
+def limit(kind, value):
+    hard = resource.getrlimit(kind)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(kind, (value, value))
+
+memory, processes, file_size = (int(value) for value in sys.argv[1:4])
+limit(resource.RLIMIT_AS, memory)
+limit(resource.RLIMIT_NPROC, processes)
+limit(resource.RLIMIT_FSIZE, file_size)
+limit(resource.RLIMIT_CORE, 0)
+command = sys.argv[5:]
+os.execvp(command[0], command)
+"""
 
 
 @dataclass(frozen=True)
@@ -81,15 +90,17 @@ class SandboxLimits:
     output_tail_bytes: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("timeout_seconds", "memory_mb", "max_processes", "max_file_mb", "output_tail_bytes"):
+        for name in ("timeout_seconds", "memory_mb", "max_processes", "max_file_mb"):
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"SandboxLimits.{name} must be positive, got {value!r}")
+        if self.output_tail_bytes < 0:
+            raise ValueError(f"SandboxLimits.output_tail_bytes must be >= 0, got {self.output_tail_bytes!r}")
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What one sandboxed command did. `exit_code` is negative when a signal ended it."""
+    """Outcome of one sandboxed command. `exit_code` is negative when a signal ended it."""
 
     name: str
     argv: list[str]
@@ -117,10 +128,11 @@ class CommandResult:
 
 @functools.cache
 def network_isolation_mode() -> str:
-    """Return the first of "unshare --net" and "unshare --net --map-root-user" that works here, else "none".
+    """Return the first form of unshare that works here, else "none".
 
+    The forms tried are "unshare --net" and "unshare --net --map-root-user".
     The probe runs `true` under each form once per process and caches the
-    answer, because container runtimes and sysctls such as
+    result, because container runtimes and sysctls such as
     kernel.unprivileged_userns_clone decide it and do not change while the
     process runs.
     """
@@ -144,7 +156,7 @@ def network_isolation_mode() -> str:
             completed.returncode,
             completed.stderr.decode(errors="replace").strip(),
         )
-    logger.warning("no form of unshare works on this machine, so package tests run with network access")
+    logger.warning("no form of unshare works here, so package tests run with network access")
     return ISOLATION_NONE
 
 
@@ -154,8 +166,8 @@ class Sandbox:
     `work_dir` must exist; each command runs with it as the current
     folder unless `cwd` is given, and HOME and TMPDIR point inside it.
     With `isolate_network` False, or when `network_isolation_mode()` finds
-    no working form, commands have the host network; `isolation` says
-    which case applies.
+    no working form, commands have the host network. `isolation` names the
+    mode in use: an unshare command line, "none" or "disabled".
     """
 
     def __init__(
@@ -203,7 +215,9 @@ class Sandbox:
             stdout_tail=self._tail(stdout_path),
             stderr_tail=self._tail(stderr_path),
         )
-        logger.debug("sandbox %s: exit code %s, timed out %s, %.2f s", name, exit_code, timed_out, duration)
+        logger.debug(
+            "sandbox %s: exit code %s, timed out %s, %.2f s", name, exit_code, timed_out, duration
+        )
         return result
 
     def _wrapped(self, argv: Sequence[str]) -> list[str]:

@@ -1,14 +1,15 @@
 """Install check: the package installs from the quarantine channel and its own tests pass.
 
-For a file in a subdir this host can run, the check solves the package's
-exact record together with its dependencies against the quarantine channel
-(the candidate files of the same upstream, see `mirror.validate.quarantine`),
-installs the solution with py-rattler into a fresh temporary prefix, and
-runs the tests that conda-build packs into `info/test/`:
+The quarantine channel contains the candidate files of the same upstream
+(see `mirror.validate.quarantine`). For a file in a subdir this host can
+run, the check solves the package's exact record with its dependencies
+against that channel and installs the solution with py-rattler into a
+fresh temporary prefix. Then it runs the tests that conda-build packs into
+`info/test/`:
 
-- `run_test.sh` with bash, which holds the recipe's test commands;
-- `run_test.py` with the prefix's python, which holds the recipe's imports
-  and its own test script;
+- `run_test.sh` with bash, which contains the recipe's test commands;
+- `run_test.py` with the prefix's python, which contains the recipe's
+  imports and its own test script;
 - only when neither exists, `test.commands` and `test.imports` from
   `info/recipe/meta.yaml`;
 - `test_time_dependencies.json` (or meta.yaml `test.requires`) adds the
@@ -22,11 +23,12 @@ Outcomes: FAIL when the solve or the install fails, or a test fails or
 times out. PASS when every test passes, or when the package has no tests.
 WARN when the package has tests that could not run: their requirements are
 not in the quarantine channel, or a test needs python and the prefix has
-none. A file whose subdir this host cannot install (osx-arm64 on a linux-64
-host, say) is not tested. It gets PASS with a summary that starts with
-"skipped:" and evidence {"skipped": true, "reason": ...}, because such a
-file has no defect, and a WARN on every foreign-platform file would bury
-the WARNs that need a reviewer.
+none. A file that this host cannot install is not tested: its subdir is
+another platform (osx-arm64 on a linux-64 host, say), or it depends on a
+virtual package the host lacks (`__cuda` without a GPU driver). It gets
+PASS with a summary that starts with "skipped:" and evidence
+{"skipped": true, "reason": ...}, because the file shows no defect, and a
+WARN on every such file would bury the WARNs that need a reviewer.
 
 Run `run` from a worker thread, not from a thread with a running event
 loop, because it drives py-rattler through `asyncio.run`.
@@ -95,7 +97,7 @@ MAX_META_YAML_BYTES = 1024 * 1024
 MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 _UNREADABLE_ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zstd.ZstdError)
-# Failures that say the package or its dependencies cannot be installed,
+# Failures that show the package or its dependencies cannot be installed,
 # as opposed to failures to read the quarantine channel or the cache.
 _INSTALL_FAILURES = (InstallerError, LinkError, TransactionError, ExtractError)
 _CHANNEL_FAILURES = (FetchRepoDataError, GatewayError, IoError, CacheDirError)
@@ -163,7 +165,8 @@ class InstallTestCheck:
 
     def run(self, context: CheckContext) -> CheckResult:
         if context.subdir not in self.host_subdirs:
-            return self._skipped(context)
+            reason = f"{context.subdir} packages cannot be installed on this {self.host_platform} host"
+            return self._skipped(context, reason)
 
         channel_url = self.quarantine_url(context)
         if channel_url is None:
@@ -193,22 +196,29 @@ class InstallTestCheck:
         try:
             spec = rattler.MatchSpec(evidence["spec"], strict=True)
         except InvalidMatchSpecError as exc:
-            return CheckResult(CheckOutcome.FAIL, f"the record's name, version and build do not form a valid spec: {exc}", evidence)
+            summary = f"the record's name, version and build do not form a valid spec: {exc}"
+            return CheckResult(CheckOutcome.FAIL, summary, evidence)
         test_specs = _parse_requirements(tests)
+
+        host_virtual = [package.into_generic() for package in self._host_virtual_packages()]
+        evidence["virtual_packages"] = [str(package) for package in host_virtual]
+        missing = _missing_virtual_packages(context.record, host_virtual, self.host_platform)
+        if missing:
+            reason = f"it needs {', '.join(missing)}, which this host does not provide"
+            return self._skipped(context, reason, evidence)
 
         try:
             records, tests_installable = self._install(work, context, channel_url, spec, test_specs)
         except (SolverError, *_INSTALL_FAILURES) as exc:
             evidence["error"] = str(exc)
             stage = "solve" if isinstance(exc, SolverError) else "install"
-            return CheckResult(CheckOutcome.FAIL, f"{stage} failed for {evidence['spec']}: {_short_message(exc)}", evidence)
+            summary = f"{stage} failed for {evidence['spec']}: {_short_message(exc)}"
+            return CheckResult(CheckOutcome.FAIL, summary, evidence)
         except _CHANNEL_FAILURES as exc:
             evidence["error"] = str(exc)
-            return CheckResult(
-                CheckOutcome.ERROR, f"cannot use the quarantine channel {channel_url}: {_short_message(exc)}", evidence
-            )
+            summary = f"cannot use the quarantine channel {channel_url}: {_short_message(exc)}"
+            return CheckResult(CheckOutcome.ERROR, summary, evidence)
         evidence["solved"] = [_describe(record) for record in records]
-        evidence["virtual_packages"] = [str(package.into_generic()) for package in self._host_virtual_packages()]
 
         sandbox = Sandbox(
             work / "prefix",
@@ -238,10 +248,18 @@ class InstallTestCheck:
         target = _target_record(work, context, channel_url)
         if test_specs:
             try:
-                return asyncio.run(self._solve_and_install(work, channel_url, target, [spec, *test_specs])), True
+                records = asyncio.run(
+                    self._solve_and_install(work, channel_url, target, [spec, *test_specs])
+                )
+                return records, True
             except SolverError as exc:
-                logger.info("%s: test requirements cannot be solved, installing without them: %s", context.filename, exc)
-        return asyncio.run(self._solve_and_install(work, channel_url, target, [spec])), not test_specs
+                logger.info(
+                    "%s: test requirements cannot be solved, installing without them: %s",
+                    context.filename,
+                    exc,
+                )
+        records = asyncio.run(self._solve_and_install(work, channel_url, target, [spec]))
+        return records, not test_specs
 
     async def _solve_and_install(
         self,
@@ -279,17 +297,19 @@ class InstallTestCheck:
             try:
                 self._virtual_packages = rattler.VirtualPackage.detect()
             except DetectVirtualPackageError as exc:
-                logger.warning("cannot detect this host's virtual packages, solving without them: %s", exc)
+                logger.warning(
+                    "cannot detect this host's virtual packages, solving without them: %s", exc
+                )
                 self._virtual_packages = []
         return self._virtual_packages
 
-    def _skipped(self, context: CheckContext) -> CheckResult:
-        reason = f"{context.subdir} packages cannot be installed on this {self.host_platform} host"
-        return CheckResult(
-            CheckOutcome.PASS,
-            f"skipped: {reason}",
-            {"skipped": True, "reason": reason, "host_subdirs": list(self.host_subdirs)},
-        )
+    def _skipped(
+        self, context: CheckContext, reason: str, evidence: dict[str, Any] | None = None
+    ) -> CheckResult:
+        logger.info("%s: install check skipped: %s", context.filename, reason)
+        details = {**(evidence or {}), "skipped": True, "reason": reason}
+        details["host_subdirs"] = list(self.host_subdirs)
+        return CheckResult(CheckOutcome.PASS, f"skipped: {reason}", details)
 
 
 def exact_spec(record: Any) -> str:
@@ -317,6 +337,8 @@ def extract_package_tests(package: Path, destination: Path) -> PackageTests:
 
     # conda-build writes test.commands into run_test.sh and test.imports into
     # run_test.py, so meta.yaml is read only for packages that have neither.
+    # NOTE: rattler-build's info/tests/ layout is not read, so such a package
+    # reports "no tests in the package".
     if not tests.scripts:
         _add_meta_yaml_tests(destination / RECIPE_META, tests)
     return tests
@@ -364,12 +386,12 @@ def _safe_member_path(name: str) -> str | None:
     Raises TestFilesError for a test member whose name could reach outside
     the destination.
     """
-    wanted = name.startswith(TEST_PREFIX) or name == RECIPE_META
-    if not wanted:
+    if not (name.startswith(TEST_PREFIX) or name == RECIPE_META):
         return None
 
     parts = name.split("/")
-    if name.startswith("/") or "\\" in name or "\x00" in name or any(part in ("..", ".") for part in parts):
+    unsafe_characters = "\\" in name or "\x00" in name
+    if name.startswith("/") or unsafe_characters or any(part in ("..", ".") for part in parts):
         raise TestFilesError(f"unsafe member name {name!r} in the package's info/ folder")
     return posixpath.normpath(name)
 
@@ -390,7 +412,8 @@ def _read_json_requirements(path: Path, notes: list[str]) -> list[str]:
 
 def _add_meta_yaml_tests(path: Path, tests: PackageTests) -> None:
     section = _read_meta_yaml_test_section(path, tests.notes)
-    for key, target in (("commands", tests.commands), ("imports", tests.imports), ("requires", tests.requirements)):
+    fields = (("commands", tests.commands), ("imports", tests.imports), ("requires", tests.requirements))
+    for key, target in fields:
         values = section.get(key) or []
         if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
             tests.notes.append(f"meta.yaml test.{key} is not a list of strings and was ignored")
@@ -413,13 +436,40 @@ def _read_meta_yaml_test_section(path: Path, notes: list[str]) -> dict[str, Any]
     return section if isinstance(section, dict) else {}
 
 
+def _missing_virtual_packages(
+    record: Any, host_virtual: list[rattler.GenericVirtualPackage], subdir: str
+) -> list[str]:
+    """Return the record's virtual-package dependencies (`__cuda`, `__glibc >=2.40`) this host lacks.
+
+    Only direct dependencies are checked. A dependency of a dependency that
+    needs a missing virtual package still ends as a solve failure.
+    """
+    available = [
+        rattler.PackageRecord(package.name, str(package.version), package.build_string, 0, subdir)
+        for package in host_virtual
+    ]
+    missing = []
+    for dependency in record.get("depends") or []:
+        if not isinstance(dependency, str) or not dependency.startswith("__"):
+            continue
+        try:
+            spec = rattler.MatchSpec(dependency)
+        except InvalidMatchSpecError:
+            continue  # left for the solver, which reports it with its reason
+        if not any(spec.matches(package) for package in available):
+            missing.append(dependency)
+    return missing
+
+
 def _parse_requirements(tests: PackageTests) -> list[rattler.MatchSpec]:
     specs = []
     for requirement in tests.requirements:
         try:
             specs.append(rattler.MatchSpec(requirement))
         except InvalidMatchSpecError as exc:
-            tests.notes.append(f"test requirement {requirement!r} is not a valid match spec and was ignored: {exc}")
+            tests.notes.append(
+                f"test requirement {requirement!r} is not a valid match spec and was ignored: {exc}"
+            )
     return specs
 
 
@@ -429,8 +479,8 @@ def _target_record(work: Path, context: CheckContext, channel_url: str) -> rattl
     repodata = {"info": {"subdir": context.subdir}, key: {context.filename: dict(context.record)}}
     path = work / "target-repodata.json"
     path.write_text(json.dumps(repodata))
-    records = rattler.RepoData.from_path(path).into_repo_data(rattler.Channel(channel_url + "/"))
-    return records[0]
+    repodata_records = rattler.RepoData.from_path(path).into_repo_data(rattler.Channel(channel_url + "/"))
+    return repodata_records[0]
 
 
 def _run_tests(sandbox: Sandbox, tests: PackageTests, installable: bool) -> _TestRun:
@@ -443,7 +493,8 @@ def _run_tests(sandbox: Sandbox, tests: PackageTests, installable: bool) -> _Tes
 
     for name, argv in planned:
         if argv is None:
-            run.skipped.append({"name": name, "reason": "needs python, which is not installed in the prefix"})
+            reason = "needs python, which is not installed in the prefix"
+            run.skipped.append({"name": name, "reason": reason})
         elif run.failed is not None:
             run.skipped.append({"name": name, "reason": "not run because an earlier test failed"})
         else:
@@ -452,7 +503,7 @@ def _run_tests(sandbox: Sandbox, tests: PackageTests, installable: bool) -> _Tes
 
 
 def _planned_tests(prefix: Path, tests: PackageTests) -> list[tuple[str, list[str] | None]]:
-    """List (name, argv) for each test; argv is None when the test needs a python the prefix lacks."""
+    """List (name, argv) for each test. argv is None when the test needs python and the prefix has none."""
     python = prefix / "bin" / "python"
     has_python = python.is_file()
     planned: list[tuple[str, list[str] | None]] = []
@@ -467,18 +518,25 @@ def _planned_tests(prefix: Path, tests: PackageTests) -> list[tuple[str, list[st
         if not MODULE_PATTERN.match(module):
             tests.notes.append(f"import {module!r} is not a Python module path and was not tested")
             continue
-        planned.append((f"import {module}", [str(python), "-s", "-c", f"import {module}"] if has_python else None))
+        argv = [str(python), "-s", "-c", f"import {module}"] if has_python else None
+        planned.append((f"import {module}", argv))
     return planned
 
 
 def _result(
-    records: list[rattler.RepoDataRecord], tests: PackageTests, run: _TestRun, evidence: dict[str, Any]
+    records: list[rattler.RepoDataRecord],
+    tests: PackageTests,
+    run: _TestRun,
+    evidence: dict[str, Any],
 ) -> CheckResult:
     installed = f"installed {len(records)} packages"
     failed = run.failed
     if failed is not None:
-        how = f"timed out after {failed.duration_seconds:.0f} s" if failed.timed_out else f"exited with {failed.exit_code}"
-        return CheckResult(CheckOutcome.FAIL, f"{installed}; test {failed.name} {how}", evidence)
+        if failed.timed_out:
+            failure = f"timed out after {failed.duration_seconds:.0f} s"
+        else:
+            failure = f"exited with {failed.exit_code}"
+        return CheckResult(CheckOutcome.FAIL, f"{installed}; test {failed.name} {failure}", evidence)
 
     if run.skipped:
         reasons = "; ".join(sorted({f"{item['name']}: {item['reason']}" for item in run.skipped}))
