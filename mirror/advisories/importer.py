@@ -23,8 +23,10 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mirror.advisories.models import Advisory, AdvisoryImport, AffectedRange
@@ -48,7 +50,7 @@ class AdvisoryImportError(MirrorError):
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Size guards for one import; sizes are decompressed bytes.
+    """Size guards for one import, in decompressed bytes.
 
     The defaults are estimates: single OSV records are a few kilobytes,
     and the PyPI dump unpacks to a few hundred megabytes.
@@ -82,7 +84,7 @@ class ImportReport:
         logger.log(level, "advisory import %s: skipped %s: %s", self.source, name, reason)
 
     def skipped_by_reason(self) -> Counter[str]:
-        """Count skipped files by the reason's first words, such as "malformed" or "unchanged"."""
+        """Count skipped files by the reason's first words, such as "malformed" or "too large"."""
         return Counter(skipped.reason.split(":", 1)[0] for skipped in self.skipped)
 
 
@@ -97,8 +99,12 @@ def import_advisories(session: Session, path: Path, limits: ImportLimits | None 
     log_row = AdvisoryImport(source=str(path), started_at=utcnow())
     session.add(log_row)
 
+    # One query up front instead of a lookup per file, because the PyPI dump
+    # alone has tens of thousands of records.
+    rows = session.execute(select(Advisory.id, Advisory.modified))
+    stored = {advisory_id: as_utc(modified) for advisory_id, modified in rows}
     for position, (name, data) in enumerate(_documents(path, limits, report), start=1):
-        _import_document(session, name, data, report)
+        _import_document(session, name, data, report, stored)
         if position % FLUSH_EVERY == 0:
             session.flush()
 
@@ -233,7 +239,9 @@ def _stop(report: ImportReport, name: str, reason: str) -> None:
     report.skip(name, f"{reason}; this file and all after it were not imported, raise the limit to import them")
 
 
-def _import_document(session: Session, name: str, data: bytes, report: ImportReport) -> None:
+def _import_document(
+    session: Session, name: str, data: bytes, report: ImportReport, stored: dict[str, datetime]
+) -> None:
     try:
         parsed = parse_advisory(json.loads(data))
     except (ValueError, RecursionError) as exc:
@@ -242,15 +250,17 @@ def _import_document(session: Session, name: str, data: bytes, report: ImportRep
         report.skip(name, f"malformed: {kind}: {exc}")
         return
 
-    existing = session.get(Advisory, parsed.id)
-    if existing is None:
+    stored_modified = stored.get(parsed.id)
+    if stored_modified is None:
         session.add(_new_advisory(parsed, name))
         report.imported += 1
-    elif as_utc(parsed.modified) > as_utc(existing.modified):
-        _replace(existing, parsed, name)
+    elif parsed.modified > stored_modified:
+        _replace(session.get(Advisory, parsed.id), parsed, name)
         report.updated += 1
     else:
         report.unchanged += 1
+        return
+    stored[parsed.id] = parsed.modified
 
 
 def _new_advisory(parsed: ParsedAdvisory, source_file: str) -> Advisory:

@@ -22,7 +22,7 @@ EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 
 
 class InvalidAdvisoryError(ValueError):
-    """A JSON document is not a usable OSV record; the message names the field."""
+    """A JSON document is not a usable OSV record. The message names the field."""
 
 
 @dataclass(frozen=True)

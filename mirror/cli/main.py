@@ -221,8 +221,10 @@ def _exit_for(status) -> None:
 
 
 def main() -> None:
+    from mirror.cli.advisories import advisories
     from mirror.cli.demo import demo
 
+    cli.add_command(advisories)
     cli.add_command(demo)
     cli(prog_name="mirror")
 

@@ -21,6 +21,7 @@ from mirror.publish.writer import PublishedFile, publish_channel
 
 logger = logging.getLogger(__name__)
 
+MAX_CONSISTENCY_ROUNDS = 5
 FORMAT_SUFFIXES = {"both": (".conda", ".tar.bz2"), "conda": (".conda",), "tar.bz2": (".tar.bz2",)}
 
 
@@ -56,6 +57,38 @@ class PublishJob:
         finally:
             counts = {"channels": report.channels, "changed_files": len(report.changed_files)}
             finish_run(self.context.catalog, report.run_id, report.status, counts, report.warnings)
+
+    def _hold_inconsistent(
+        self, channel: str, files: dict[str, dict[str, PublishedFile]], report: PublishReport
+    ) -> dict[tuple[str, str], str]:
+        """Drop files whose dependencies the channel cannot satisfy; return why each was held.
+
+        Dropping one file can strand files that need it, so the check repeats
+        until the set is stable.
+        """
+        from mirror.validate.consistency import check_channel_consistency
+        from mirror.validate.quarantine import QuarantineFile, build_quarantine_channel
+
+        held: dict[tuple[str, str], str] = {}
+        staging = self.config.data_dir / "staging" / channel
+        for _ in range(MAX_CONSISTENCY_ROUNDS):
+            staged = [
+                QuarantineFile(subdir, filename, item.record, self.context.store.path_for(item.sha256))
+                for subdir, by_name in files.items()
+                for filename, item in by_name.items()
+            ]
+            root = build_quarantine_channel(staging, staged)
+            present = sorted({item.subdir for item in staged} | {"noarch"})
+            found = check_channel_consistency(root, present, cache_dir=self.config.tmp_dir / "consistency-cache")
+            if not found.problems:
+                break
+            for problem in found.problems:
+                missing = f"needs {problem.dependency!r}" if problem.dependency else "cannot be solved"
+                reason = f"approved but not published: {missing} in channel {channel}: {problem.reason}"
+                held[(problem.subdir, problem.filename)] = reason
+                files.get(problem.subdir, {}).pop(problem.filename, None)
+                report.warnings.append(f"{channel}/{problem.subdir}/{problem.filename}: {reason}")
+        return held
 
     def _channel_subdirs(self) -> dict[str, set[str]]:
         """Every subdir a channel exposes: those its whitelist entries sync, plus noarch."""
@@ -102,6 +135,14 @@ class PublishJob:
                 by_name[artifact.filename] = PublishedFile(record=artifact.record, sha256=artifact.sha256)
                 subdirs.add(artifact.subdir)
 
+            if "consistency" in self.config.channels[channel].checks:
+                held = self._hold_inconsistent(channel, files, report)
+                for membership in rows:
+                    reason = held.get((membership.artifact.subdir, membership.artifact.filename))
+                    if reason and membership.reason != reason:
+                        membership.reason = reason
+                        audit(session, "publish", "not_published", channel=channel, artifact_id=membership.artifact_id, reason=reason)
+
             result = publish_channel(
                 self.config.channels_dir / channel,
                 files,
@@ -117,6 +158,7 @@ class PublishJob:
                     audit(session, "publish", "published", channel=channel, artifact_id=membership.artifact_id)
 
         count = sum(len(by_name) for by_name in files.values())
+
         report.channels[channel] = count
         report.changed_files.extend(f"{channel}/{name}" for name in result.changed_files)
         logger.info("channel %s published: %d files, %d index files changed", channel, count, len(result.changed_files))

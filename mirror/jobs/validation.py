@@ -1,8 +1,10 @@
-"""Validate: run the check pipeline on stored files and decide each channel membership.
+"""Validate: run each channel's checks on stored files and decide every pending membership.
 
-Results are stored per (check name, check version), so a rerun does no
-work for checks that did not change; a check that ended in ERROR runs
-again, because an error says the check could not decide.
+A file runs the union of the checks that the channels selecting it
+require. Results are stored per (check name, check version), so a rerun
+does no work for checks that did not change; a check whose version
+changed (new YARA rules, a new advisory import) runs again. A check that
+ended in ERROR runs again too, because an error says it could not decide.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -24,15 +27,17 @@ from mirror.catalog.models import (
     RunStatus,
     ValidationResult,
 )
+from mirror.config.schema import ALL_CHECKS
 from mirror.jobs.context import MirrorContext, audit
 from mirror.jobs.runs import finish_run, start_run
-from mirror.review.policy import AUTO_APPROVER, decide
-from mirror.validate.pipeline import Check, default_checks, run_checks
+from mirror.review.policy import AUTO_APPROVER, decide, file_checks, released_at
+from mirror.validate.pipeline import Check, run_checks
 from mirror.validate.result import CheckContext, CheckResult
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
+CheckFactory = Callable[[MirrorContext, Callable[[CheckContext], str | None]], dict[str, Check]]
 
 
 @dataclass
@@ -42,10 +47,22 @@ class ValidationReport:
     validated: int = 0
     approved: int = 0
     held: int = 0
+    waiting: int = 0
     failed: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"validated": self.validated, "approved": self.approved, "held": self.held, "failed": len(self.failed)}
+        return {
+            "validated": self.validated, "approved": self.approved, "held": self.held,
+            "waiting": self.waiting, "failed": len(self.failed),
+        }
+
+
+@dataclass
+class _Work:
+    artifact_id: int
+    context: CheckContext
+    checks: list[Check]
+    done: set[tuple[str, str]]
 
 
 class ValidationJob:
@@ -53,19 +70,22 @@ class ValidationJob:
         self,
         context: MirrorContext,
         *,
-        checks: list[Check] | None = None,
+        checks: dict[str, Check] | None = None,
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ):
         self.context = context
-        self.checks = checks if checks is not None else default_checks()
-        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.config = context.config
+        self._given_checks = checks
+        self.workers = workers or context.config.validation.workers or max(1, os.cpu_count() or 1)
         self.progress = progress or (lambda _phase, _done, _total: None)
+        self._quarantine_urls: dict[Path, str] = {}
 
     def run(self) -> ValidationReport:
         report = ValidationReport(run_id=start_run(self.context.catalog, "validate"))
         try:
-            work = self._pending_artifacts()
+            self.checks = self._build_checks()
+            work = self._pending_work()
             self._validate_all(work, report)
             self._decide_memberships(report)
         except BaseException as exc:
@@ -78,8 +98,19 @@ class ValidationJob:
             finish_run(self.context.catalog, report.run_id, report.status, report.counts(), report.failed)
             logger.info("validation run %d ended: %s %s", report.run_id, report.status.value, report.counts())
 
-    def _pending_artifacts(self) -> list[tuple[int, CheckContext, set[tuple[str, str]]]]:
-        """Return downloaded artifacts with a pending membership, and the checks already done."""
+    def _build_checks(self) -> dict[str, Check]:
+        if self._given_checks is not None:
+            return self._given_checks
+        from mirror.validate.registry import build_checks
+
+        return build_checks(self.context, self._quarantine_url)
+
+    def _quarantine_url(self, context: CheckContext) -> str | None:
+        return self._quarantine_urls.get(Path(context.path))
+
+    # Running checks
+
+    def _pending_work(self) -> list[_Work]:
         work = []
         with self.context.catalog.session() as session:
             artifacts = session.scalars(
@@ -87,13 +118,16 @@ class ValidationJob:
                     Artifact.state == ArtifactState.DOWNLOADED,
                     Artifact.memberships.any(ChannelMembership.state == MembershipState.PENDING),
                 )
-            )
+            ).all()
+            needs_install = []
             for artifact in artifacts:
-                stored = self._current_results(artifact)
+                checks = self._checks_for(artifact)
+                stored = self._current_results(artifact, checks)
                 if any(r.outcome == CheckOutcome.FAIL for r in stored.values()):
                     continue  # the failure stands until the file or the check changes
                 done = {key for key, r in stored.items() if r.outcome != CheckOutcome.ERROR}
-                if len(done) == len(self.checks):
+                todo = [check for check in checks if (check.name, check.version) not in done]
+                if not todo:
                     continue
                 context = CheckContext(
                     path=self.context.store.path_for(artifact.sha256),
@@ -101,23 +135,42 @@ class ValidationJob:
                     subdir=artifact.subdir,
                     record=dict(artifact.record),
                 )
-                work.append((artifact.id, context, done))
+                work.append(_Work(artifact.id, context, checks, done))
+                if any(check.name == "install" for check in todo):
+                    needs_install.append(artifact)
+            if needs_install:
+                self._prepare_quarantine(session, {a.upstream for a in needs_install})
         return work
 
-    def _validate_all(self, work, report: ValidationReport) -> None:
+    def _prepare_quarantine(self, session, upstreams: set[str]) -> None:
+        """Lay out every downloaded file of these upstreams as a local channel for install tests."""
+        from mirror.validate.quarantine import QuarantineFile, build_quarantine_channel
+
+        for upstream in sorted(upstreams):
+            artifacts = session.scalars(
+                select(Artifact).filter(Artifact.upstream == upstream, Artifact.state == ArtifactState.DOWNLOADED)
+            ).all()
+            files = [
+                QuarantineFile(a.subdir, a.filename, a.record, self.context.store.path_for(a.sha256))
+                for a in artifacts
+                if not a.removed_upstream
+            ]
+            root = build_quarantine_channel(self.config.data_dir / "quarantine" / upstream, files)
+            for artifact in artifacts:
+                self._quarantine_urls[self.context.store.path_for(artifact.sha256)] = root.as_uri()
+            logger.info("quarantine channel for upstream %s: %d files in %s", upstream, len(files), root)
+
+    def _validate_all(self, work: list[_Work], report: ValidationReport) -> None:
         total = len(work)
         self.progress("validate", 0, total)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="validate") as pool:
-            futures = {
-                pool.submit(run_checks, context, self.checks, done=done): (artifact_id, context)
-                for artifact_id, context, done in work
-            }
+            futures = {pool.submit(run_checks, item.context, item.checks, done=item.done): item for item in work}
             for finished, future in enumerate(as_completed(futures), start=1):
-                artifact_id, context = futures[future]
-                self._store_results(artifact_id, future.result())
+                item = futures[future]
+                self._store_results(item.artifact_id, future.result())
                 report.validated += 1
                 self.progress("validate", finished, total)
-                logger.debug("validated %s/%s", context.subdir, context.filename)
+                logger.debug("validated %s/%s", item.context.subdir, item.context.filename)
 
     def _store_results(self, artifact_id: int, results: list[tuple[Check, CheckResult]]) -> None:
         with self.context.catalog.session() as session:
@@ -134,6 +187,8 @@ class ValidationJob:
                 row.summary = result.summary
                 row.evidence = result.evidence
 
+    # Decisions
+
     def _decide_memberships(self, report: ValidationReport) -> None:
         with self.context.catalog.session() as session:
             pending = session.scalars(
@@ -141,18 +196,22 @@ class ValidationJob:
                     ChannelMembership.state == MembershipState.PENDING,
                     Artifact.state == ArtifactState.DOWNLOADED,
                 )
-            )
+            ).all()
             for membership in pending:
-                stored = self._current_results(membership.artifact)
-                if not self._complete(stored):
-                    continue
-                channel = self.context.config.channels.get(membership.channel)
+                channel = self.config.channels.get(membership.channel)
                 if channel is None:
                     continue  # the channel was removed from mirror.yaml; nothing to publish to
-                decision = decide(channel, [(name, _as_result(row)) for (name, _), row in stored.items()])
+                artifact = membership.artifact
+                checks = [self.checks[name] for name in file_checks(channel) if name in self.checks]
+                stored = self._current_results(artifact, checks)
+                results = {name: _as_result(row) for (name, _), row in stored.items()}
+                decision = decide(channel, results, released_at=released_at(artifact.record, artifact.first_seen))
+                if decision is None:
+                    continue
                 self._apply(session, membership, decision, report)
 
-    def _apply(self, session, membership, decision, report) -> None:
+    def _apply(self, session, membership, decision, report: ValidationReport) -> None:
+        changed = (membership.state, membership.reason) != (decision.state, decision.reason)
         membership.state = decision.state
         membership.reason = decision.reason
         artifact = membership.artifact
@@ -163,21 +222,34 @@ class ValidationJob:
             audit(session, "validate", "failed", channel=membership.channel, artifact_id=artifact.id, reason=decision.reason)
             report.failed.append(f"{membership.channel}: {artifact.key}: {decision.reason}")
             logger.warning("%s kept out of channel %s: %s", artifact.key, membership.channel, decision.reason)
-        else:
+        elif decision.state == MembershipState.PASSED:
             audit(session, "validate", "held", channel=membership.channel, artifact_id=artifact.id, reason=decision.reason)
             report.held += 1
+        elif changed:
+            audit(session, "validate", "waiting", channel=membership.channel, artifact_id=artifact.id, reason=decision.reason)
+            report.waiting += 1
+        else:
+            report.waiting += 1
 
-    def _current_results(self, artifact: Artifact) -> dict[tuple[str, str], ValidationResult]:
-        wanted = {(check.name, check.version) for check in self.checks}
+    # Helpers
+
+    def _checks_for(self, artifact: Artifact) -> list[Check]:
+        """Return the union of the checks required by the artifact's pending channels, in pipeline order."""
+        wanted: set[str] = set()
+        for membership in artifact.memberships:
+            channel = self.config.channels.get(membership.channel)
+            if channel is not None and membership.state == MembershipState.PENDING:
+                wanted.update(file_checks(channel))
+        return [self.checks[name] for name in ALL_CHECKS if name in wanted and name in self.checks]
+
+    @staticmethod
+    def _current_results(artifact: Artifact, checks: list[Check]) -> dict[tuple[str, str], ValidationResult]:
+        wanted = {(check.name, check.version) for check in checks}
         return {
             (row.check_name, row.check_version): row
             for row in artifact.results
             if (row.check_name, row.check_version) in wanted
         }
-
-    def _complete(self, stored: dict) -> bool:
-        # A failed gate leaves later checks unrun on purpose, so one FAIL is enough to decide.
-        return len(stored) == len(self.checks) or any(row.outcome == CheckOutcome.FAIL for row in stored.values())
 
 
 def _as_result(row: ValidationResult) -> CheckResult:

@@ -44,7 +44,7 @@ PROPRIETARY = "LicenseRef-Proprietary"
 # a channel can allow or deny them like SPDX ids.
 KNOWN_REFERENCES = frozenset({PUBLIC_DOMAIN})
 
-# Why each ambiguous or non-free reference cannot be judged automatically.
+# Reviewer-facing reason for each ambiguous or non-free reference.
 REFERENCE_REASONS = {
     PROPRIETARY: "proprietary terms, no SPDX id; a reviewer must read them",
     "LicenseRef-BSD-Family": "ambiguous BSD family (BSD-2-Clause, BSD-3-Clause or BSD-4-Clause)",
@@ -219,7 +219,7 @@ FAMILIES: dict[str, str] = {
 _MISSING_VALUES = frozenset({"", "none", "null", "unknown", "n/a", "na", "other", "not specified"})
 
 # CRAN's "+ file LICENSE" adds terms from a file in the package (often just
-# the copyright holder for MIT); the base licence still applies.
+# the copyright holder for MIT), and the base licence still applies.
 _CRAN_FILE_SUFFIX = re.compile(r"\s*\+\s*file\s+licen[cs]e\b", re.IGNORECASE)
 
 # "or later" belongs to the licence name, not the OR operator.
@@ -325,8 +325,9 @@ def _tokenise(text: str) -> list[str]:
     """Split licence text into leaves, AND/OR/WITH and grouping brackets.
 
     Brackets that contain no operator belong to the name, as in
-    "GPL (>= 2)", so they stay in the leaf text. A comma and CRAN's "|"
-    read as OR, the meaning both have in CRAN's DESCRIPTION files.
+    "GPL (>= 2)", so they stay in the leaf text. CRAN's "|" reads as OR,
+    its meaning in DESCRIPTION files. A comma reads as AND, the cautious
+    choice for a list whose meaning the record does not state.
     """
     tokens: list[str] = []
     position = 0
@@ -352,14 +353,19 @@ def _tokenise(text: str) -> list[str]:
         operator = _OPERATOR.match(text, position)
         if operator:
             leaf = _flush(leaf, tokens)
-            word = (operator.group(1) or "or").upper()
-            tokens.append(word)
+            tokens.append(_operator_word(operator))
             position = operator.end()
             continue
         leaf += char
         position += 1
     _flush(leaf, tokens)
     return _join_exceptions(tokens)
+
+
+def _operator_word(operator: re.Match[str]) -> str:
+    if operator.group(1):
+        return operator.group(1).upper()
+    return "OR" if operator.group(2) else "AND"
 
 
 def _matching_bracket(text: str, opening: int) -> int:
@@ -511,7 +517,7 @@ def _evaluate_node(node: Any, policy: LicencePolicy, unknown: Mapping[str, str])
 
 
 def _combine(verdicts: list[tuple[CheckOutcome, str]], *, best: bool) -> tuple[CheckOutcome, str]:
-    # OR takes its best branch and AND its worst part; the text names every
+    # OR takes its best branch and AND its worst part. The text names every
     # part that has that outcome, because each one decided it.
     ranks = [_RANK[outcome] for outcome, _ in verdicts]
     chosen = min(ranks) if best else max(ranks)
@@ -550,7 +556,8 @@ def _evaluate_id(licence_id: str, policy: LicencePolicy, unknown: Mapping[str, s
 
 
 def _first_match(licence_id: str, patterns: Sequence[str]) -> str | None:
-    # SPDX ids compare case-insensitively (SPDX specification 2.3, annex D).
+    # Licence ids are matched without regard to case, as license-expression
+    # also parses them, so a policy entry "bsd-*" matches "BSD-3-Clause".
     for pattern in patterns:
         if fnmatch.fnmatchcase(licence_id.casefold(), pattern.casefold()):
             return pattern

@@ -7,10 +7,10 @@ for the payload), its `TarInfo` header and, for regular files, a
 arrives in chunks, and a member is held in memory whole only when a
 caller asks for it and it is within `max_metadata_bytes`.
 
-Reading also checks the format: the magic bytes must match the
-extension, every tar is read to its end so a truncated or corrupt file
-is reported with the place where reading stopped, and a `.conda` zip
-must hold `metadata.json`, `info-<stem>.tar.zst` and `pkg-<stem>.tar.zst`.
+Reading also checks the format. The magic bytes must match the
+extension. Every tar is read to its end, so a truncated or corrupt file
+is reported with the place where reading stopped. A `.conda` zip must
+contain `metadata.json`, `info-<stem>.tar.zst` and `pkg-<stem>.tar.zst`.
 
 `ArchiveLimits` bounds the work: decompressed bytes, member count,
 metadata size, member-name length and compression ratio. The byte,
@@ -248,7 +248,7 @@ class PackageReader:
         self.scan = ArchiveScan(format=self.format)
 
     def label_of(self, component: str) -> str:
-        """Name the tar that holds `component`, as error messages do."""
+        """Return the name of the tar that contains `component`, as error messages write it."""
         if self.format == "tar.bz2":
             return self.filename
         stem = self.filename[: -len(".conda")]
@@ -618,19 +618,19 @@ class _MeteredStream:
 
 
 def _check_name_length(member: tarfile.TarInfo, label: str, limits: ArchiveLimits) -> None:
-    shown = member.name if len(member.name) <= 100 else member.name[:100] + "..."
+    short_name = member.name if len(member.name) <= 100 else member.name[:100] + "..."
     for kind, value in (("name", member.name), ("link target", member.linkname)):
         size = len(value.encode("utf-8", "surrogateescape"))
         if size > limits.max_name_bytes:
             raise ArchiveLimitError(
-                f"{label}: member {shown!r} has a {size}-byte {kind}, "
+                f"{label}: member {short_name!r} has a {size}-byte {kind}, "
                 f"over the {limits.max_name_bytes}-byte limit for a path"
             )
 
     longest = max(len(part.encode("utf-8", "surrogateescape")) for part in member.name.split("/"))
     if longest > limits.max_segment_bytes:
         raise ArchiveLimitError(
-            f"{label}: member {shown!r} has a {longest}-byte path segment, "
+            f"{label}: member {short_name!r} has a {longest}-byte path segment, "
             f"over the {limits.max_segment_bytes}-byte limit for one file or folder name"
         )
 

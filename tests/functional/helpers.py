@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from mirror.catalog.models import Artifact, AuditEvent, ChannelMembership, SyncRun
 from mirror.catalog.session import Catalog
@@ -93,11 +94,11 @@ class Mirror:
     def catalog(self) -> Catalog:
         return Catalog(load_config(self.config_path).database)
 
-    def query(self, model):
+    def query(self, model, *options):
         catalog = self.catalog()
         try:
             with catalog.session() as session:
-                return list(session.scalars(select(model)))
+                return list(session.scalars(select(model).options(*options)))
         finally:
             catalog.close()
 
@@ -108,7 +109,7 @@ class Mirror:
         return self.query(Artifact)
 
     def memberships(self) -> list[ChannelMembership]:
-        return self.query(ChannelMembership)
+        return self.query(ChannelMembership, selectinload(ChannelMembership.artifact))
 
     def audit(self) -> list[AuditEvent]:
         return self.query(AuditEvent)

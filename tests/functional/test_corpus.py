@@ -28,8 +28,8 @@ def corpus() -> Path:
     return CORPUS
 
 
-def corpus_mirror(folder: Path, url: str, subdirs: str, whitelist: str) -> Mirror:
-    mirror = Mirror(folder).write(url, whitelist)
+def corpus_mirror(folder: Path, url: str, subdirs: str, whitelist: str, channels: str = "  main: {approval: auto}") -> Mirror:
+    mirror = Mirror(folder).write(url, whitelist, channels=channels)
     text = mirror.config_path.read_text().replace("subdirs: [linux-64, noarch]", f"subdirs: {subdirs}")
     mirror.config_path.write_text(text)
     return mirror
@@ -41,6 +41,8 @@ def test_test_recipes_synced_and_installed(corpus, tmp_path):
         mirror = corpus_mirror(
             tmp_path / "mirror", server.url, "[noarch]",
             "- upstream: up\n  channel: main\n  packages: ['another_dependent 2.*']\n  dependencies: true\n",
+            # These test packages declare no licence, which holds them for review by default.
+            channels="  main: {approval: auto, licence: {missing: allow}}",
         )
         result = mirror.cli("run")
     assert result.exit_code == 0, result.output
@@ -70,21 +72,32 @@ def test_test_recipes_synced_and_installed(corpus, tmp_path):
 
 
 def test_conda_format_repo_both_formats(corpus, tmp_path):
+    whitelist = (
+        "- upstream: up\n  channel: basic\n  packages: [zlib]\n  dependencies: true\n"
+        "- upstream: up\n  channel: main\n  packages: [zlib]\n  dependencies: true\n"
+    )
+    channels = "  basic: {approval: auto, checks: [integrity, archive, metadata, paths]}\n  main: {approval: auto}"
     with FakeUpstream(corpus / "channels" / "conda-format-repo") as server:
-        mirror = corpus_mirror(
-            tmp_path / "mirror", server.url, "[linux-64, noarch]",
-            "- upstream: up\n  channel: main\n  packages: [zlib]\n  dependencies: true\n",
-        )
+        mirror = corpus_mirror(tmp_path / "mirror", server.url, "[linux-64, noarch]", whitelist, channels)
         result = mirror.cli("run")
+
     # libgcc-ng is listed upstream but its file is not there: reported, the rest goes on.
     assert result.exit_code == 1
     assert "libgcc-ng-8.2.0-hdf63c60_1.tar.bz2" in result.output
-    assert mirror.published() == {"zlib-1.2.11-h7b6447c_3.conda", "zlib-1.2.11-h7b6447c_3.tar.bz2"}
-    upstream = json.loads((corpus / "channels" / "conda-format-repo" / "linux-64" / "repodata.json").read_text())
-    published = mirror.repodata("main", "linux-64")
-    assert published["packages"]["zlib-1.2.11-h7b6447c_3.tar.bz2"] == upstream["packages"]["zlib-1.2.11-h7b6447c_3.tar.bz2"]
     states = {a.filename: a.state for a in mirror.artifacts()}
     assert states["libgcc-ng-8.2.0-hdf63c60_1.tar.bz2"] == ArtifactState.DOWNLOAD_FAILED
+
+    # Both formats of the real zlib pass the file checks and are published verbatim...
+    assert mirror.published("basic") == {"zlib-1.2.11-h7b6447c_3.conda", "zlib-1.2.11-h7b6447c_3.tar.bz2"}
+    upstream = json.loads((corpus / "channels" / "conda-format-repo" / "linux-64" / "repodata.json").read_text())
+    published = mirror.repodata("basic", "linux-64")
+    assert published["packages"]["zlib-1.2.11-h7b6447c_3.tar.bz2"] == upstream["packages"]["zlib-1.2.11-h7b6447c_3.tar.bz2"]
+
+    # ...but with every check, zlib cannot install without libgcc-ng and stays out.
+    assert mirror.published("main") == set()
+    main = [m for m in mirror.memberships() if m.channel == "main" and m.artifact.name == "zlib"]
+    assert {m.state for m in main} == {MembershipState.FAILED}
+    assert all("libgcc-ng" in m.reason for m in main)
 
 
 def test_mismatched_arch_package_rejected(corpus, tmp_path):

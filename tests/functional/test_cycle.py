@@ -214,10 +214,14 @@ def test_identity_mismatch_kept_out(tmp_path):
         mirror = Mirror(tmp_path / "mirror").write(server.url, WHITELIST)
         result = mirror.cli("run")
     assert "version" in result.output
-    assert mirror.published() == EXPECTED - {"data-1.1-0.conda", "data-1.1-0.tar.bz2"}
-    failed = [m for m in mirror.memberships() if m.state == MembershipState.FAILED]
-    assert len(failed) == 2
-    assert all("metadata" in m.reason for m in failed)
+    data = [m for m in mirror.memberships() if m.artifact.name == "data"]
+    assert {m.state for m in data} == {MembershipState.FAILED}
+    assert all("metadata" in m.reason for m in data)
+
+    # tool needs data, so it cannot be installed from the channel and stays out too.
+    assert mirror.published() == {"libx-2.0-h0_0.conda", "libx-2.0-h0_0.tar.bz2"}
+    tool = [m for m in mirror.memberships() if m.artifact.name == "tool"]
+    assert all("data" in m.reason for m in tool)
 
 
 def test_manual_channel_waits(tmp_path, upstream):
@@ -271,3 +275,17 @@ def test_store_file_matches_record(mirror):
     for artifact in mirror.artifacts():
         blob = mirror.folder / "data" / "store" / artifact.sha256[:2] / artifact.sha256[2:4] / artifact.sha256
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == artifact.sha256
+
+
+def test_consistency_holds_unsatisfiable(tmp_path, upstream):
+    channels = "  main: {approval: auto, checks: [integrity, archive, metadata, consistency]}"
+    mirror = Mirror(tmp_path / "c").write(
+        upstream.url, "- upstream: up\n  channel: main\n  packages: ['tool >=1.0', data]\n", channels=channels
+    )
+    result = mirror.cli("run")
+    assert result.exit_code == 0, result.output
+    assert mirror.published() == {"data-1.1-0.conda", "data-1.1-0.tar.bz2"}
+    assert "libx" in result.output
+    tool = [m for m in mirror.memberships() if m.artifact.name == "tool"]
+    assert {m.state for m in tool} == {MembershipState.APPROVED}
+    assert all(m.reason.startswith("approved but not published") and "libx" in m.reason for m in tool)

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import mirror.advisories.models  # noqa: F401  (registers the advisory tables on Base)
 from mirror.catalog.models import Base
 
 config = context.config

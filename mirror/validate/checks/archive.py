@@ -1,10 +1,11 @@
 """Archive check: the file is a well-formed `.tar.bz2` or `.conda` package.
 
 The check streams every member of every tar to its end through
-`mirror.validate.package_reader`, which compares the file's magic bytes
-with its extension, reports a truncated or corrupt archive with the
-place where reading stopped, and checks the `.conda` layout: a zip
-holding `metadata.json`, `info-<stem>.tar.zst` and `pkg-<stem>.tar.zst`.
+`mirror.validate.package_reader`. That reader compares the file's magic
+bytes with its extension and reports a truncated or corrupt archive with
+the place where reading stopped. It also checks the `.conda` layout: a
+zip that contains `metadata.json`, `info-<stem>.tar.zst` and
+`pkg-<stem>.tar.zst`.
 Every package must also contain exactly one `info/index.json`.
 
 Nothing is extracted to disk, and only metadata files (info/index.json,

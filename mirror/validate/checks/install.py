@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import rattler
-from conda_package_streaming.package_streaming import stream_conda_info
+from conda_package_streaming.package_streaming import stream_conda_component
 from rattler.exceptions import (
     CacheDirError,
     DetectVirtualPackageError,
@@ -187,7 +187,7 @@ class InstallTestCheck:
     def _run_in(self, work: Path, context: CheckContext, channel_url: str) -> CheckResult:
         evidence: dict[str, Any] = {"channel": channel_url, "spec": exact_spec(context.record)}
         try:
-            tests = extract_package_tests(context.path, work / "test-files")
+            tests = extract_package_tests(context.path, work / "test-files", filename=context.filename)
         except (TestFilesError, *_UNREADABLE_ARCHIVE_ERRORS) as exc:
             return CheckResult(CheckOutcome.ERROR, f"cannot read the package's test files: {exc}", evidence)
         evidence["test_requirements"] = tests.requirements
@@ -317,16 +317,17 @@ def exact_spec(record: Any) -> str:
     return f"{record['name']} =={record['version']} {record['build']}"
 
 
-def extract_package_tests(package: Path, destination: Path) -> PackageTests:
+def extract_package_tests(package: Path, destination: Path, *, filename: str | None = None) -> PackageTests:
     """Extract `info/test/` and `info/recipe/meta.yaml` into `destination` and list the tests.
 
-    Only regular files are written, each at a checked path inside
-    `destination`. Links and other special members are left out and named
+    `filename` gives the archive format when the path has none, as blobs
+    in the store are named by hash. Only regular files are written, each
+    at a checked path inside `destination`. Links and other special members are left out and named
     in `notes`. Raises TestFilesError when the files exceed the size or
     count caps or a member name is unsafe.
     """
     destination.mkdir(parents=True)
-    notes = _extract_members(package, destination)
+    notes = _extract_members(package, filename or package.name, destination)
     tests = PackageTests(test_dir=destination / "info" / "test", notes=notes)
     tests.test_dir.mkdir(parents=True, exist_ok=True)
 
@@ -344,11 +345,11 @@ def extract_package_tests(package: Path, destination: Path) -> PackageTests:
     return tests
 
 
-def _extract_members(package: Path, destination: Path) -> list[str]:
+def _extract_members(package: Path, filename: str, destination: Path) -> list[str]:
     notes: list[str] = []
     total_bytes = 0
     count = 0
-    for tar, member in _info_members(package):
+    for tar, member in _info_members(package, filename):
         relative = _safe_member_path(member.name)
         if relative is None:
             continue
@@ -362,7 +363,7 @@ def _extract_members(package: Path, destination: Path) -> list[str]:
         total_bytes += member.size
         if count > MAX_TEST_FILES or total_bytes > MAX_TEST_FILES_BYTES:
             raise TestFilesError(
-                f"{package.name}: test files exceed {MAX_TEST_FILES} files or "
+                f"{filename}: test files exceed {MAX_TEST_FILES} files or "
                 f"{MAX_TEST_FILES_BYTES} bytes; raise the caps in {__name__} to test this package"
             )
         target = destination / relative
@@ -375,8 +376,8 @@ def _extract_members(package: Path, destination: Path) -> list[str]:
     return notes
 
 
-def _info_members(package: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    with closing(stream_conda_info(package)) as members:
+def _info_members(package: Path, filename: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    with package.open("rb") as blob, closing(stream_conda_component(filename, blob, "info")) as members:
         yield from members
 
 

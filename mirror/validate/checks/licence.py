@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class LicenceCheck:
-    """Normalise the record's licence; WARN when it is missing or contains unknown parts."""
+    """Normalise the record's licence, and WARN when it is missing or contains unknown parts."""
 
     name = "licence"
     version = "1"

@@ -12,14 +12,17 @@ import io
 import json
 import os
 import random
+import re
 import tarfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import zstandard
 
+from mirror.demo.packages import PackageSpec, TarMember, build_members
+from mirror.demo.packages import write_package as write_demo_package
 from mirror.validate.result import CheckContext
 
 CORPUS_DIR = Path(os.environ.get("MIRROR_CORPUS_DIR", "/work/shared/corpus"))
@@ -147,3 +150,80 @@ def good_conda(tmp_path: Path, **index_fields: Any) -> CheckContext:
     stem = f"{index['name']}-{index['version']}-{index['build']}"
     data = zip_bytes(conda_entries(stem, info_members(index), pkg_members()))
     return write_package(tmp_path, f"{stem}.conda", data, index=index, subdir=index["subdir"])
+
+
+# Hostile packages: real conda packages from mirror.demo.packages with members added or replaced.
+
+HOSTILE_FORMATS = ("tar.bz2", "conda")
+
+
+def demo_members(files: Mapping[str, bytes] | None = None, *, name: str = "demo") -> tuple[list, list]:
+    """Return the info and payload members of a consistent demo package, for a test to alter."""
+    spec = PackageSpec(
+        name=name,
+        version="1.0",
+        build="0",
+        subdir="linux-64",
+        files=dict(files) if files is not None else {"lib/libdemo.so": b"\x7fELF demo library"},
+    )
+    return build_members(spec)
+
+
+def demo_package(
+    tmp_path: Path,
+    fmt: str,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    extra_payload: Iterable[TarMember] = (),
+    extra_info: Iterable[TarMember] = (),
+    replace_info: Mapping[str, bytes | None] | None = None,
+    name: str = "demo",
+) -> CheckContext:
+    """Write a demo package to `tmp_path / "packages"`, with hostile members added, and return its context.
+
+    `replace_info` swaps the content of info members (for a forged
+    paths.json), and a None value removes that member.
+    """
+    info, payload = demo_members(files, name=name)
+    replace_info = dict(replace_info or {})
+    info = [
+        TarMember(member.name, replace_info[member.name], member.mode, member.mtime)
+        if member.name in replace_info
+        else member
+        for member in info
+        if not (member.name in replace_info and replace_info[member.name] is None)
+    ]
+    out_dir = tmp_path / "packages"
+    out_dir.mkdir(exist_ok=True)
+    path = write_demo_package(f"{name}-1.0-0", [*info, *extra_info], [*payload, *extra_payload], out_dir, fmt)
+    return CheckContext(path=path, filename=path.name, subdir="linux-64", record={"name": name})
+
+
+def stray_files(tmp_path: Path) -> list[str]:
+    """List what a test left in `tmp_path` besides the packages it built and its empty working folder."""
+    allowed_suffixes = (".conda", ".tar.bz2")
+    found = []
+    for path in sorted(tmp_path.rglob("*")):
+        relative = path.relative_to(tmp_path)
+        if path.is_dir() and relative.parts in (("packages",), ("cwd",)):
+            continue
+        if relative.parts[0] == "packages" and path.is_file() and path.name.endswith(allowed_suffixes):
+            continue
+        if path.is_file() and len(relative.parts) == 1 and re.fullmatch(r"[0-9a-f]{64}", path.name):
+            continue  # a blob written by write_package, named by its sha256
+        found.append(str(relative))
+    return found
+
+
+def isolate_working_folder(tmp_path: Path, monkeypatch: Any) -> Iterator[None]:
+    """Run a test in an empty working folder, then check that no file was left anywhere.
+
+    Use from an autouse fixture: `yield from isolate_working_folder(tmp_path, monkeypatch)`.
+    """
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield
+    leftovers = stray_files(tmp_path)
+    if leftovers:
+        raise AssertionError(f"the test left files outside its packages: {leftovers}")
