@@ -98,11 +98,17 @@ def _job_context(ctx: click.Context) -> Iterator:
 
 
 @cli.command()
+@click.option("--upstream", "upstreams", multiple=True, help="Sync only this upstream; repeat for several.")
 @click.pass_context
-def sync(ctx: click.Context) -> None:
+def sync(ctx: click.Context, upstreams: tuple[str, ...]) -> None:
     """Fetch upstream repodata, select whitelisted files, download and verify them."""
     with _job_context(ctx) as context:
-        report = _sync(context)
+        unknown = sorted(set(upstreams) - set(context.config.upstreams))
+        if unknown:
+            raise ConfigError(
+                f"unknown upstream {', '.join(unknown)}; configured: {', '.join(context.config.upstreams)}"
+            )
+        report = _sync(context, upstreams or None)
     _exit_for(report.status)
 
 
@@ -170,11 +176,11 @@ def run_cycle(context) -> object:
     return report.status
 
 
-def _sync(context):
+def _sync(context, upstreams=None):
     from mirror.jobs.sync import SyncJob
 
     with progress_bars(console) as progress:
-        report = asyncio.run(SyncJob(context, progress=progress).run())
+        report = asyncio.run(SyncJob(context, upstreams=upstreams, progress=progress).run())
     console.print(
         f"sync: {report.selected} selected, {report.discovered} new, {report.downloaded} downloaded, "
         f"{report.retired} retired, {len(report.failed)} failed ({report.status.value})", highlight=False,

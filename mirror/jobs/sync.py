@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,18 +82,37 @@ class _UpstreamPlan:
 
 
 class SyncJob:
-    def __init__(self, context: MirrorContext, *, progress: ProgressCallback | None = None):
+    """One sync run.
+
+    `upstreams` limits the run to some upstreams (a scheduled run syncs
+    one); the others are left as they are. `entries` replaces reading the
+    whitelist file, so a service can keep using the last valid whitelist
+    while the file on disk is broken.
+    """
+
+    def __init__(
+        self,
+        context: MirrorContext,
+        *,
+        upstreams: Collection[str] | None = None,
+        entries: list[WhitelistEntry] | None = None,
+        progress: ProgressCallback | None = None,
+    ):
         self.context = context
         self.config = context.config
+        self.upstreams = set(upstreams) if upstreams is not None else None
+        self.entries = entries
         self.progress = progress or (lambda _phase, _done, _total: None)
 
     async def run(self) -> SyncReport:
-        entries = load_whitelist(self.config)
+        entries = self.entries if self.entries is not None else load_whitelist(self.config)
         report = SyncReport(run_id=start_run(self.context.catalog, "sync"))
         logger.info("sync run %d started with %d whitelist entries", report.run_id, len(entries))
         try:
             synced_upstreams = []
             for name, upstream in self.config.upstreams.items():
+                if self.upstreams is not None and name not in self.upstreams:
+                    continue
                 own = [entry for entry in entries if entry.upstream == name]
                 if not own:
                     continue
