@@ -226,12 +226,19 @@ def _exit_for(status) -> None:
         sys.exit(EXIT_PARTIAL)
 
 
-def main() -> None:
+def _register_command_groups() -> None:
+    # Imported here because these modules import helpers from this one.
     from mirror.cli.advisories import advisories
     from mirror.cli.demo import demo
 
     cli.add_command(advisories)
     cli.add_command(demo)
+
+
+_register_command_groups()
+
+
+def main() -> None:
     cli(prog_name="mirror")
 
 
