@@ -16,7 +16,7 @@ from mirror.catalog.models import Artifact, ArtifactState, ChannelMembership, Me
 from mirror.config.load import load_whitelist
 from mirror.errors import ConfigError
 from mirror.jobs.context import MirrorContext, audit
-from mirror.jobs.runs import finish_run, start_run
+from mirror.jobs.runs import recorded_run, start_run
 from mirror.publish.writer import PublishedFile, publish_channel
 
 logger = logging.getLogger(__name__)
@@ -44,19 +44,15 @@ class PublishJob:
 
     def run(self) -> PublishReport:
         report = PublishReport(run_id=start_run(self.context.catalog, "publish"))
-        try:
+
+        def counts() -> dict:
+            return {"channels": report.channels, "changed_files": len(report.changed_files)}
+
+        with recorded_run(self.context.catalog, report, counts=counts, errors=lambda: report.warnings):
             subdirs_by_channel = self._channel_subdirs()
             for channel in self.config.channels:
                 self._publish_one(channel, subdirs_by_channel.get(channel, {"noarch"}), report)
-        except BaseException as exc:
-            report.status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
-            raise
-        else:
-            report.status = RunStatus.SUCCESS
-            return report
-        finally:
-            counts = {"channels": report.channels, "changed_files": len(report.changed_files)}
-            finish_run(self.context.catalog, report.run_id, report.status, counts, report.warnings)
+        return report
 
     def _hold_inconsistent(
         self, channel: str, files: dict[str, dict[str, PublishedFile]], report: PublishReport

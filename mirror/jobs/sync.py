@@ -33,7 +33,7 @@ from mirror.config.load import load_whitelist
 from mirror.config.schema import UpstreamConfig, WhitelistEntry
 from mirror.errors import MirrorError
 from mirror.jobs.context import MirrorContext, audit
-from mirror.jobs.runs import finish_run, start_run
+from mirror.jobs.runs import recorded_run, start_run
 from mirror.selection import Selection, SubdirIndex, select_entry
 from mirror.upstream.client import CacheValidators, ExpectedFile, UpstreamClient
 from mirror.upstream.redact import redact_url
@@ -108,33 +108,37 @@ class SyncJob:
         entries = self.entries if self.entries is not None else load_whitelist(self.config)
         report = SyncReport(run_id=start_run(self.context.catalog, "sync"))
         logger.info("sync run %d started with %d whitelist entries", report.run_id, len(entries))
-        try:
-            synced_upstreams = []
-            for name, upstream in self.config.upstreams.items():
-                if self.upstreams is not None and name not in self.upstreams:
-                    continue
-                own = [entry for entry in entries if entry.upstream == name]
-                if not own:
-                    continue
-                plan = await self._plan_upstream(name, upstream, own, report)
-                if plan is not None:
-                    self._apply_plan(plan, report)
-                    synced_upstreams.append(name)
-            await self._download_missing(synced_upstreams, report)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            report.status = RunStatus.INTERRUPTED
-            logger.warning("sync run %d interrupted; finished downloads are kept", report.run_id)
-            raise
-        except Exception as exc:
-            report.status = RunStatus.FAILED
-            report.errors.append(f"{type(exc).__name__}: {exc}")
-            raise
-        else:
-            report.status = RunStatus.PARTIAL if (report.failed or report.errors) else RunStatus.SUCCESS
-            return report
-        finally:
-            finish_run(self.context.catalog, report.run_id, report.status, report.counts(), report.errors + report.failed)
-            logger.info("sync run %d ended: %s %s", report.run_id, report.status.value, report.counts())
+
+        def outcome() -> RunStatus:
+            return RunStatus.PARTIAL if (report.failed or report.errors) else RunStatus.SUCCESS
+
+        with recorded_run(
+            self.context.catalog, report, counts=report.counts,
+            errors=lambda: report.errors + report.failed, outcome=outcome,
+        ):
+            try:
+                await self._sync_upstreams(entries, report)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                logger.warning("sync run %d interrupted; finished downloads are kept", report.run_id)
+                raise
+            except Exception as exc:
+                report.errors.append(f"{type(exc).__name__}: {exc}")
+                raise
+        return report
+
+    async def _sync_upstreams(self, entries: list[WhitelistEntry], report: SyncReport) -> None:
+        synced_upstreams = []
+        for name, upstream in self.config.upstreams.items():
+            if self.upstreams is not None and name not in self.upstreams:
+                continue
+            own = [entry for entry in entries if entry.upstream == name]
+            if not own:
+                continue
+            plan = await self._plan_upstream(name, upstream, own, report)
+            if plan is not None:
+                self._apply_plan(plan, report)
+                synced_upstreams.append(name)
+        await self._download_missing(synced_upstreams, report)
 
     # Repodata and selection
 

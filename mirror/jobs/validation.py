@@ -29,7 +29,7 @@ from mirror.catalog.models import (
 )
 from mirror.config.schema import ALL_CHECKS
 from mirror.jobs.context import MirrorContext, audit
-from mirror.jobs.runs import finish_run, start_run
+from mirror.jobs.runs import recorded_run, start_run
 from mirror.review.policy import AUTO_APPROVER, decide, file_checks, released_at
 from mirror.validate.pipeline import Check, run_checks
 from mirror.validate.result import CheckContext, CheckResult
@@ -83,20 +83,12 @@ class ValidationJob:
 
     def run(self) -> ValidationReport:
         report = ValidationReport(run_id=start_run(self.context.catalog, "validate"))
-        try:
+        with recorded_run(self.context.catalog, report, counts=report.counts, errors=lambda: report.failed):
             self.checks = self._build_checks()
             work = self._pending_work()
             self._validate_all(work, report)
             self._decide_memberships(report)
-        except BaseException as exc:
-            report.status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
-            raise
-        else:
-            report.status = RunStatus.SUCCESS
-            return report
-        finally:
-            finish_run(self.context.catalog, report.run_id, report.status, report.counts(), report.failed)
-            logger.info("validation run %d ended: %s %s", report.run_id, report.status.value, report.counts())
+        return report
 
     def _build_checks(self) -> dict[str, Check]:
         if self._given_checks is not None:

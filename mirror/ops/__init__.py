@@ -1,0 +1,1 @@
+"""Operations: metrics, logs with run ids, garbage collection, verification, plans and notifications."""

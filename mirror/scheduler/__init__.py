@@ -1,0 +1,1 @@
+"""Scheduled syncs for `mirror service`: APScheduler jobs, database leases and whitelist reloads."""
