@@ -93,6 +93,8 @@ class Artifact(Base):
         Index("ix_artifacts_name", "name"),
         Index("ix_artifacts_sha256", "sha256"),
         Index("ix_artifacts_state", "state"),
+        Index("ix_artifacts_upstream", "upstream"),
+        Index("ix_artifacts_first_seen", "first_seen"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -147,10 +149,30 @@ class ChannelMembership(Base):
     state: Mapped[MembershipState] = mapped_column(_enum(MembershipState, "membership_state"), default=MembershipState.PENDING)
     reason: Mapped[str | None] = mapped_column(Text)
     selected_by: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     artifact: Mapped[Artifact] = relationship(back_populates="memberships")
+    approvals: Mapped[list[Approval]] = relationship(back_populates="membership", cascade="all, delete-orphan")
+
+
+class Approval(Base):
+    """One reviewer's approval of a membership; a four-eyes channel needs two from different people."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("membership_id", "actor", name="uq_approvals_membership_actor"),
+        Index("ix_approvals_membership_id", "membership_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    membership_id: Mapped[int] = mapped_column(ForeignKey("channel_memberships.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    membership: Mapped[ChannelMembership] = relationship(back_populates="approvals")
 
 
 class ValidationResult(Base):

@@ -98,6 +98,7 @@ class ChannelConfig(StrictModel):
     """One internal channel that the server publishes, and the rules for entering it."""
 
     approval: Literal["auto", "manual"] = "auto"
+    approvals_required: int = Field(default=1, ge=1, le=5)
     description: str = ""
     formats: Literal["both", "conda", "tar.bz2"] = "both"
     checks: list[str] = Field(default_factory=lambda: list(ALL_CHECKS))

@@ -278,6 +278,7 @@ class SyncJob:
                 if membership.state != MembershipState.RETIRED:
                     membership.state = MembershipState.PENDING
                     membership.reason = "upstream replaced the file; validating the new bytes"
+                    membership.approvals.clear()
             audit(session, ACTOR, "artifact_replaced", artifact_id=artifact.id, fields=changed, file=artifact.key)
             logger.warning("upstream replaced %s (changed: %s); it will be downloaded and validated again", artifact.key, ", ".join(changed))
         else:

@@ -43,6 +43,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_artifacts_name', ['name'], unique=False)
         batch_op.create_index('ix_artifacts_sha256', ['sha256'], unique=False)
         batch_op.create_index('ix_artifacts_state', ['state'], unique=False)
+        batch_op.create_index('ix_artifacts_upstream', ['upstream'], unique=False)
+        batch_op.create_index('ix_artifacts_first_seen', ['first_seen'], unique=False)
 
     op.create_table('blobs',
     sa.Column('sha256', sa.String(length=64), nullable=False),
@@ -94,6 +96,7 @@ def upgrade() -> None:
     sa.Column('state', sa.Enum('pending', 'passed', 'failed', 'approved', 'rejected', 'retired', name='membership_state', native_enum=False, length=32), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('selected_by', sa.Text(), nullable=True),
+    sa.Column('requested_by', sa.String(length=255), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['artifact_id'], ['artifacts.id'], name=op.f('fk_channel_memberships_artifact_id_artifacts'), ondelete='CASCADE'),
@@ -102,6 +105,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('channel_memberships', schema=None) as batch_op:
         batch_op.create_index('ix_channel_memberships_channel_state', ['channel', 'state'], unique=False)
+
+    op.create_table('approvals',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('membership_id', sa.Integer(), nullable=False),
+    sa.Column('actor', sa.String(length=255), nullable=False),
+    sa.Column('comment', sa.Text(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['membership_id'], ['channel_memberships.id'], name=op.f('fk_approvals_membership_id_channel_memberships'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_approvals')),
+    sa.UniqueConstraint('membership_id', 'actor', name='uq_approvals_membership_actor')
+    )
+    with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.create_index('ix_approvals_membership_id', ['membership_id'], unique=False)
 
     op.create_table('validation_results',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -125,6 +141,7 @@ def downgrade() -> None:
     with op.batch_alter_table('channel_memberships', schema=None) as batch_op:
         batch_op.drop_index('ix_channel_memberships_channel_state')
 
+    op.drop_table('approvals')
     op.drop_table('channel_memberships')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_events_at')
