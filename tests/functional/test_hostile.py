@@ -131,3 +131,39 @@ def test_hostile_run_is_idempotent(tmp_path):
     assert "validate: 0 checked" in again.output
     validate_runs = [r for r in mirror.runs() if r.kind == "validate"]
     assert validate_runs[-1].counts["validated"] == 0
+
+
+def test_advisory_import_retires_approved(tmp_path):
+    root = tmp_path / "upstream"
+    (root / "linux-64").mkdir(parents=True)
+    (root / "noarch").mkdir()
+    build_package(PackageSpec("requests", "2.0.0", files={"a.txt": b"a"}), root / "noarch", "conda")
+    index_channel(root, ["linux-64", "noarch"])
+    advisories = tmp_path / "osv"
+    advisories.mkdir()
+    (advisories / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+
+    with FakeUpstream(root) as server:
+        mirror = Mirror(tmp_path / "mirror").write(
+            server.url, "- upstream: up\n  channel: main\n  packages: [requests]\n", channels=CHANNELS
+        )
+        assert mirror.cli("run").exit_code == 0
+        assert mirror.published() == {"requests-2.0.0-0.conda"}
+
+        imported = mirror.cli("advisories", "import", str(advisories))
+        assert imported.exit_code == 0, imported.output
+        assert "GHSA-test-0001" in imported.output
+        assert mirror.cli("publish").exit_code == 0
+        assert mirror.published() == set()
+        (membership,) = mirror.memberships()
+        assert membership.state == MembershipState.RETIRED
+        assert "GHSA-test-0001" in membership.reason
+        assert any(e.action == "retired_vulnerable" for e in mirror.audit())
+
+        # The whitelist still names it: the next cycle selects it again, and the
+        # vulnerability check, whose version follows the advisory data, keeps it out.
+        assert mirror.cli("run").exit_code == 0
+    assert mirror.published() == set()
+    (membership,) = mirror.memberships()
+    assert membership.state == MembershipState.FAILED
+    assert "GHSA-test-0001" in membership.reason
