@@ -1,7 +1,7 @@
 """A short-lived cache of successful sign-ins, so a solve costs one directory round trip.
 
 Keys are HMAC-SHA256 digests under a random key made at start-up, so the
-cache never holds a password, and a memory dump does not give hashes
+cache never contains a password, and a memory dump does not give hashes
 that could be tested offline.
 """
 
@@ -59,6 +59,11 @@ class AuthCache(Generic[Value]):
 
     def discard(self, key: bytes) -> None:
         self._entries.pop(key, None)
+
+    def discard_where(self, predicate: Callable[[Value], bool]) -> None:
+        """Drop every entry whose value matches `predicate`."""
+        for key in [key for key, (_, value) in self._entries.items() if predicate(value)]:
+            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

@@ -230,9 +230,11 @@ def _register_command_groups() -> None:
     # Imported here because these modules import helpers from this one.
     from mirror.cli.advisories import advisories
     from mirror.cli.demo import demo
+    from mirror.cli.tokens import tokens
+    from mirror.cli.users import users
 
-    cli.add_command(advisories)
-    cli.add_command(demo)
+    for group in (advisories, demo, tokens, users):
+        cli.add_command(group)
 
 
 _register_command_groups()

@@ -31,7 +31,7 @@ _REALM = re.compile(r'^[^"\\\x00-\x1f\x7f]{1,64}\Z')
 
 
 class LdapConfig(StrictModel):
-    """How the server finds users and their groups in an LDAP directory or Active Directory."""
+    """Settings for finding users and their groups in an LDAP directory or Active Directory."""
 
     servers: list[str] = Field(min_length=1)
     pool_strategy: Literal["first", "round_robin"] = "first"
@@ -53,7 +53,8 @@ class LdapConfig(StrictModel):
     max_nesting_depth: int = Field(default=5, ge=1, le=20)
     max_groups: int = Field(default=1000, ge=1)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    receive_timeout_seconds: float = Field(default=10.0, gt=0)
+    # ldap3 2.9 packs this into SO_RCVTIMEO as whole seconds.
+    receive_timeout_seconds: int = Field(default=10, ge=1)
     pool_size: int = Field(default=4, ge=1, le=64)
 
     @field_validator("servers")
@@ -129,7 +130,7 @@ def _check_group_entry(entry: str) -> str:
         raise ValueError("a group entry must not be empty")
     if "=" in entry:
         try:
-            parse_dn(entry)
+            parse_dn(entry, strip=True)
         except LDAPInvalidDnError:
             raise ValueError(
                 f"{entry!r} is not a valid group DN; write it as cn=NAME,ou=Groups,dc=example,dc=org "

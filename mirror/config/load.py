@@ -50,6 +50,7 @@ def load_config(path: str | os.PathLike[str]) -> MirrorConfig:
                     if config.validation.yara_rules_dir else None
                 }
             ),
+            "auth": _absolute_auth_paths(base, config.auth),
             "source": source,
         }
     )
@@ -182,6 +183,18 @@ def _line_of(document: Any, location: tuple) -> int | None:
                 line = node.lc.line + 1
             break
     return line
+
+
+def _absolute_auth_paths(base: Path, auth):
+    ldap = auth.ldap
+    if ldap is not None:
+        ldap = ldap.model_copy(update={
+            key: _absolute(base, getattr(ldap, key))
+            for key in ("ca_file", "bind_password_file")
+            if getattr(ldap, key) is not None
+        })
+    users_file = _absolute(base, auth.users_file) if auth.users_file else None
+    return auth.model_copy(update={"ldap": ldap, "users_file": users_file})
 
 
 def _absolute(base: Path, path: Path) -> Path:

@@ -1,13 +1,14 @@
 """Schema of the operational sections of `mirror.yaml`: scheduler, notifications, retention, logging.
 
-These sections hold no paths, so the loader has nothing to make absolute
-in them. Secrets are never written in the file: a webhook header value
+The only path is `notifications.smtp.ca_bundle`, which the loader makes
+absolute like every other path. Secrets are never written in the file: a webhook header value
 and an SMTP password are read from the environment variables it names.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from apscheduler.triggers.cron import CronTrigger
@@ -143,6 +144,7 @@ class SmtpConfig(StrictModel):
     sender: str = Field(alias="from")
     recipients: list[str] = Field(alias="to", min_length=1)
     starttls: bool = True
+    ca_bundle: Path | None = None
     user: str | None = None
     password_env: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
@@ -161,7 +163,7 @@ class SmtpConfig(StrictModel):
 
 
 class NotificationsConfig(StrictModel):
-    """Where failures and packages waiting for review are reported."""
+    """Destinations of failure and review notifications."""
 
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     smtp: SmtpConfig | None = None

@@ -150,6 +150,9 @@ class ValidationConfig(StrictModel):
     isolate_network: bool = True
 
 
+from mirror.config.auth import AuthConfig  # noqa: E402  (auth.py builds on StrictModel above)
+
+
 class MirrorConfig(StrictModel):
     """The whole `mirror.yaml`, with paths already made absolute."""
 
@@ -162,6 +165,7 @@ class MirrorConfig(StrictModel):
     sync: SyncConfig = SyncConfig()
     validation: ValidationConfig = ValidationConfig()
     publish: PublishConfig = PublishConfig()
+    auth: AuthConfig = AuthConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("upstreams", "channels")
@@ -182,6 +186,15 @@ class MirrorConfig(StrictModel):
             if name in RESERVED_CHANNEL_NAMES:
                 raise ValueError(f"{name!r} is reserved for the server's own routes; pick another")
         return channels
+
+    @model_validator(mode="after")
+    def _auth_channels_exist(self) -> MirrorConfig:
+        unknown = self.auth.unknown_channels(self.channels)
+        if unknown:
+            raise ValueError(
+                f"auth names unknown channel(s) {', '.join(unknown)}; define them under 'channels:' first"
+            )
+        return self
 
     @property
     def store_dir(self) -> Path:

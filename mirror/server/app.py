@@ -6,6 +6,10 @@ Routes:
 * `GET/HEAD /<channel>/channeldata.json`;
 * `GET/HEAD /<channel>/<subdir>/<file>`: the subdir indexes and package files.
 
+With `auth.enabled`, the channel routes are also served under
+`/t/<token>/`, `/api/whoami` and `/api/tokens` are added, and every
+route but `/healthz` needs credentials (see `mirror.auth.middleware`).
+
 Everything else is a 404 with a JSON body that does not repeat the path.
 The server only reads `config.channels_dir` (and the blob store that its
 links point into); the publisher writes it.
@@ -19,8 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from mirror.auth.access import Access, requires
 from mirror.config.schema import MirrorConfig
-from mirror.errors import MirrorError
+from mirror.errors import ConfigError, MirrorError
 from mirror.server.access_log import ChannelAccessLogger, access_logger
 from mirror.server.channels import add_channel_routes
 from mirror.server.errors import json_error_middleware
@@ -34,12 +39,55 @@ class ServerStartError(MirrorError):
 
 
 def create_app(config: MirrorConfig) -> web.Application:
-    """Build the application that serves `config.channels_dir`."""
-    app = web.Application(middlewares=[json_error_middleware])
+    """Build the application that serves `config.channels_dir`.
+
+    With authentication enabled this opens the catalog and reads the users
+    file and directory settings, so a configuration error surfaces here.
+    """
+    enabled = config.auth.enabled
+    middlewares = [json_error_middleware]
+    if enabled:
+        from mirror.auth.middleware import auth_middleware
+
+        middlewares.append(auth_middleware)
+
+    app = web.Application(middlewares=middlewares)
     app[CONFIG_KEY] = config
     app.router.add_get("/healthz", healthz)
-    add_channel_routes(app)
+    if enabled:
+        _install_auth(app, config)
+    add_channel_routes(app, token_routes=enabled)
     return app
+
+
+def _install_auth(app: web.Application, config: MirrorConfig) -> None:
+    from mirror.auth.api import add_auth_routes
+    from mirror.auth.authenticator import Authenticator
+    from mirror.auth.middleware import AUTHENTICATOR_KEY, CATALOG_KEY
+    from mirror.catalog.session import Catalog
+
+    unknown = config.auth.unknown_channels(config.channels)
+    if unknown:
+        raise ConfigError(
+            f"auth names unknown channel(s) {', '.join(unknown)} in anonymous_read or roles.readers; "
+            "define them under 'channels:' or remove them"
+        )
+
+    catalog = Catalog(config.database)
+    try:
+        authenticator = Authenticator.from_config(config.auth, catalog)
+    except BaseException:
+        catalog.close()
+        raise
+    app[CATALOG_KEY] = catalog
+    app[AUTHENTICATOR_KEY] = authenticator
+    add_auth_routes(app)
+
+    async def close_auth(_app: web.Application) -> None:
+        authenticator.close()
+        catalog.close()
+
+    app.on_cleanup.append(close_auth)
 
 
 def runner_options() -> dict[str, Any]:
@@ -51,6 +99,7 @@ def create_runner(app: web.Application) -> web.AppRunner:
     return web.AppRunner(app, **runner_options())
 
 
+@requires(Access.PUBLIC)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

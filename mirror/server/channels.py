@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from mirror.auth.access import Access, requires
 from mirror.config.schema import SUBDIR_PATTERN, MirrorConfig
 from mirror.errors import UnsafePathError
 from mirror.publish.repodata import (
@@ -54,7 +55,7 @@ PACKAGE_CONTENT_TYPE = "application/octet-stream"
 
 # Indexes change in place, so clients revalidate them with the ETag on every use. A package
 # file name names one build, whose bytes do not change, so clients may keep it for a year.
-# NOTE: add "private" or "public" here once authentication decides who may cache packages.
+# With authentication on, the middleware adds "private" to responses for signed-in clients.
 INDEX_CACHE_CONTROL = "no-cache"
 PACKAGE_CACHE_CONTROL = "max-age=31536000"
 
@@ -67,11 +68,15 @@ class FileUnreadableError(OSError):
     """The requested file exists but cannot be opened as a regular file."""
 
 
-def add_channel_routes(app: web.Application) -> None:
-    app.router.add_get("/{channel}/channeldata.json", serve_channeldata)
-    app.router.add_get("/{channel}/{subdir}/{filename}", serve_subdir_file)
+def add_channel_routes(app: web.Application, *, token_routes: bool = False) -> None:
+    """Add the channel routes, and with `token_routes` the same under conda's `/t/<token>/` prefix."""
+    prefixes = ["", "/t/{token}"] if token_routes else [""]
+    for prefix in prefixes:
+        app.router.add_get(prefix + "/{channel}/channeldata.json", serve_channeldata)
+        app.router.add_get(prefix + "/{channel}/{subdir}/{filename}", serve_subdir_file)
 
 
+@requires(Access.CHANNEL_READ)
 async def serve_channeldata(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
     channel = request.match_info["channel"]
@@ -80,6 +85,7 @@ async def serve_channeldata(request: web.Request) -> web.StreamResponse:
     return await _serve_file(request, config, (channel, CHANNELDATA), CHANNELDATA)
 
 
+@requires(Access.CHANNEL_READ)
 async def serve_subdir_file(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
     channel = request.match_info["channel"]

@@ -3,6 +3,7 @@
 from alembic import context
 
 import mirror.advisories.models  # noqa: F401  (registers the advisory tables on Base)
+import mirror.auth.models  # noqa: F401  (registers the api_tokens table on Base)
 from mirror.catalog.models import Base
 
 config = context.config
