@@ -12,6 +12,9 @@ import os
 
 import pytest
 
+# The real slapd fixture, shared by every directory test.
+pytest_plugins = ["tests.support.slapd"]
+
 _skipped_real: list[str] = []
 
 

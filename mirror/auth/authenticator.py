@@ -27,7 +27,7 @@ from mirror.auth.ldap import DirectoryUnavailableError, LdapDirectory
 from mirror.auth.limits import AttemptLimiter
 from mirror.auth.local import LocalUsers
 from mirror.auth.roles import Group, RoleMap, Roles
-from mirror.auth.tokens import TokenStore, hash_token
+from mirror.auth.tokens import TokenStore
 from mirror.catalog.session import Catalog
 from mirror.config.auth import AuthConfig
 from mirror.errors import MirrorError

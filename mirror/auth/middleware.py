@@ -16,6 +16,7 @@ shared cache never hands one user's files to another.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 AUTHENTICATOR_KEY = web.AppKey("authenticator", Authenticator)
 CATALOG_KEY = web.AppKey("catalog", Catalog)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
+# Set by the dashboard: returns the principal of a session cookie, or None.
+SessionResolver = Callable[[web.Request], Awaitable[Principal | None]]
+SESSION_RESOLVER_KEY = web.AppKey("session_resolver", SessionResolver)
 
 DIRECTORY_RETRY_AFTER_SECONDS = 30
 
@@ -80,6 +84,11 @@ async def _principal(request: web.Request, access: Access) -> Principal | web.Re
         return _unauthorized(request, "invalid credentials")
 
     if credentials is None:
+        # A request with an Authorization header or path token never falls back to a cookie.
+        resolver = request.app.get(SESSION_RESOLVER_KEY)
+        session_principal = await resolver(request) if resolver is not None else None
+        if session_principal is not None:
+            return session_principal
         if _anonymous_may_read(request, access):
             return ANONYMOUS
         return _unauthorized(request, "authentication required")

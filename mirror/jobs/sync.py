@@ -34,6 +34,7 @@ from mirror.config.schema import UpstreamConfig, WhitelistEntry
 from mirror.errors import MirrorError
 from mirror.jobs.context import MirrorContext, audit
 from mirror.jobs.runs import recorded_run, start_run
+from mirror.jobs.apply import UpstreamPlan, apply_plan
 from mirror.selection import Selection, SubdirIndex, select_entry
 from mirror.upstream.client import CacheValidators, ExpectedFile, UpstreamClient
 from mirror.upstream.redact import redact_url
@@ -41,7 +42,6 @@ from mirror.upstream.redact import redact_url
 logger = logging.getLogger(__name__)
 
 ACTOR = "sync"
-IDENTITY_FIELDS = ("sha256", "md5", "size")
 
 
 @dataclass
@@ -69,16 +69,6 @@ class SyncReport:
 
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-@dataclass
-class _UpstreamPlan:
-    """What one upstream's entries select, per channel, with raw records."""
-
-    name: str
-    chosen: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
-    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    removed: dict[str, set[str]] = field(default_factory=dict)
 
 
 class SyncJob:
@@ -136,7 +126,8 @@ class SyncJob:
                 continue
             plan = await self._plan_upstream(name, upstream, own, report)
             if plan is not None:
-                self._apply_plan(plan, report)
+                with self.context.catalog.session() as session:
+                    apply_plan(session, plan, report)
                 synced_upstreams.append(name)
         await self._download_missing(synced_upstreams, report)
 
@@ -144,7 +135,7 @@ class SyncJob:
 
     async def _plan_upstream(
         self, name: str, upstream: UpstreamConfig, entries: list[WhitelistEntry], report: SyncReport
-    ) -> _UpstreamPlan | None:
+    ) -> UpstreamPlan | None:
         subdirs = sorted({subdir for entry in entries for subdir in (entry.subdirs or upstream.subdirs)})
         if "noarch" in upstream.subdirs and "noarch" not in subdirs:
             subdirs.append("noarch")
@@ -197,8 +188,8 @@ class SyncJob:
         logger.info("upstream %s subdir %s: repodata fetched from %s", upstream, subdir, redact_url(result.url))
         return True
 
-    def _select(self, name, upstream, entries, indexes, fetched, report) -> _UpstreamPlan:
-        plan = _UpstreamPlan(name=name)
+    def _select(self, name, upstream, entries, indexes, fetched, report) -> UpstreamPlan:
+        plan = UpstreamPlan(name=name)
         for entry in entries:
             entry_subdirs = [s for s in (entry.subdirs or upstream.subdirs) if s in indexes]
             selection: Selection = select_entry(entry, entry_subdirs, indexes)
@@ -233,110 +224,6 @@ class SyncJob:
         with self.context.catalog.session() as session:
             rows = session.execute(select(Artifact.subdir, Artifact.filename).filter_by(upstream=upstream))
             return {(subdir, filename) for subdir, filename in rows}
-
-    # Catalog update
-
-    def _apply_plan(self, plan: _UpstreamPlan, report: SyncReport) -> None:
-        with self.context.catalog.session() as session:
-            artifacts = {
-                (a.subdir, a.filename): a
-                for a in session.scalars(select(Artifact).filter_by(upstream=plan.name))
-            }
-            for (subdir, filename), raw in plan.records.items():
-                artifacts[(subdir, filename)] = self._upsert_artifact(session, plan.name, subdir, filename, raw, artifacts.get((subdir, filename)), report)
-
-            self._mark_removed(session, plan, artifacts)
-            selected_ids = self._upsert_memberships(session, plan, artifacts, report)
-            self._retire_unselected(session, plan.name, selected_ids, report)
-
-    def _upsert_artifact(self, session, upstream, subdir, filename, raw, artifact, report) -> Artifact:
-        if artifact is None:
-            artifact = Artifact(
-                upstream=upstream, subdir=subdir, filename=filename, record=raw,
-                state=ArtifactState.DISCOVERED, **_identity(raw),
-            )
-            session.add(artifact)
-            session.flush()
-            audit(session, ACTOR, "discovered", artifact_id=artifact.id, file=artifact.key)
-            report.discovered += 1
-            return artifact
-
-        if artifact.record == raw:
-            return artifact
-
-        changed = sorted(key for key in set(artifact.record) | set(raw) if artifact.record.get(key) != raw.get(key))
-        replaced = any(artifact.record.get(key) != raw.get(key) for key in IDENTITY_FIELDS)
-        artifact.record = raw
-        for key, value in _identity(raw).items():
-            setattr(artifact, key, value)
-        report.records_updated += 1
-
-        if replaced:
-            # Upstream now lists different bytes under the same name: start over.
-            artifact.state = ArtifactState.DISCOVERED
-            for membership in artifact.memberships:
-                if membership.state != MembershipState.RETIRED:
-                    membership.state = MembershipState.PENDING
-                    membership.reason = "upstream replaced the file; validating the new bytes"
-                    membership.approvals.clear()
-            audit(session, ACTOR, "artifact_replaced", artifact_id=artifact.id, fields=changed, file=artifact.key)
-            logger.warning("upstream replaced %s (changed: %s); it will be downloaded and validated again", artifact.key, ", ".join(changed))
-        else:
-            audit(session, ACTOR, "record_updated", artifact_id=artifact.id, reason="upstream metadata change (hotfix)", fields=changed, file=artifact.key)
-            logger.info("upstream record of %s changed (%s); published metadata follows it", artifact.key, ", ".join(changed))
-        return artifact
-
-    def _mark_removed(self, session, plan: _UpstreamPlan, artifacts) -> None:
-        for (subdir, filename), artifact in artifacts.items():
-            removed = filename in plan.removed.get(subdir, ())
-            if removed and not artifact.removed_upstream:
-                audit(session, ACTOR, "removed_upstream", artifact_id=artifact.id, file=artifact.key)
-            artifact.removed_upstream = removed
-
-    def _upsert_memberships(self, session, plan: _UpstreamPlan, artifacts, report) -> set[int]:
-        selected_ids: set[int] = set()
-        for channel, choice in plan.chosen.items():
-            existing = {
-                m.artifact_id: m
-                for m in session.scalars(
-                    select(ChannelMembership).join(Artifact).filter(
-                        ChannelMembership.channel == channel, Artifact.upstream == plan.name
-                    )
-                )
-            }
-            for key, reason in choice.items():
-                artifact = artifacts.get(key)
-                if artifact is None:
-                    report.errors.append(f"{plan.name}/{key[0]}/{key[1]}: selected but its record could not be read")
-                    continue
-                membership = existing.get(artifact.id)
-                if membership is None:
-                    session.add(ChannelMembership(channel=channel, artifact_id=artifact.id, state=MembershipState.PENDING, selected_by=reason))
-                    audit(session, ACTOR, "selected", channel=channel, artifact_id=artifact.id, reason=reason)
-                elif membership.state == MembershipState.RETIRED:
-                    membership.state = MembershipState.PENDING
-                    membership.selected_by = reason
-                    membership.reason = None
-                    audit(session, ACTOR, "selected", channel=channel, artifact_id=artifact.id, reason=reason)
-                selected_ids.add((channel, artifact.id))
-        session.flush()
-        return selected_ids
-
-    def _retire_unselected(self, session, upstream: str, selected: set, report: SyncReport) -> None:
-        memberships = session.scalars(
-            select(ChannelMembership).join(Artifact).filter(
-                Artifact.upstream == upstream, ChannelMembership.state != MembershipState.RETIRED
-            )
-        )
-        for membership in memberships:
-            if (membership.channel, membership.artifact_id) in selected:
-                continue
-            artifact = membership.artifact
-            reason = "removed from upstream" if artifact.removed_upstream else "no longer selected by the whitelist"
-            membership.state = MembershipState.RETIRED
-            membership.reason = reason
-            audit(session, ACTOR, "retired", channel=membership.channel, artifact_id=artifact.id, reason=reason)
-            report.retired += 1
 
     # Downloads
 
@@ -433,18 +320,6 @@ def _twin_differences(records: dict[tuple[str, str], dict[str, Any]]) -> list[st
                 "both are published as upstream lists them"
             )
     return warnings
-
-
-def _identity(raw: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": str(raw.get("name", "")),
-        "version": str(raw.get("version", "")),
-        "build": str(raw.get("build", "")),
-        "build_number": int(raw.get("build_number") or 0),
-        "size": raw.get("size"),
-        "sha256": raw.get("sha256"),
-        "md5": raw.get("md5"),
-    }
 
 
 def _sha256_of(path: Path) -> str:

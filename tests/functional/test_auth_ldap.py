@@ -13,7 +13,6 @@ from tests.support.slapd import (
     USERS,
     free_port,
     ldap_settings,
-    slapd,  # noqa: F401
 )
 
 pytestmark = pytest.mark.real_component

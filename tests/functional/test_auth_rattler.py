@@ -13,7 +13,7 @@ from mirror.demo.packages import PackageSpec
 from mirror.server.app import start_server
 from tests.functional.helpers import build_upstream
 from tests.functional.test_auth_routes import auth_settings, make_config
-from tests.support.slapd import SPECIAL_PASSWORD, USERS, slapd  # noqa: F401
+from tests.support.slapd import SPECIAL_PASSWORD, USERS
 
 pytestmark = pytest.mark.real_component
 

@@ -23,7 +23,7 @@ from mirror.config.schema import MirrorConfig
 from mirror.publish import PublishedFile, publish_channel
 from mirror.server.app import start_server
 from mirror.store.filesystem import FilesystemBlobStore
-from tests.support.slapd import ADMINS_DN, READERS_MAIN_DN, SPECIAL_PASSWORD, USERS, ldap_settings, slapd  # noqa: F401
+from tests.support.slapd import ADMINS_DN, READERS_MAIN_DN, SPECIAL_PASSWORD, USERS, ldap_settings
 
 pytestmark = pytest.mark.real_component
 
