@@ -57,10 +57,14 @@ class MirrorCli(click.Group):
 )
 @click.option("-v", "--verbose", count=True, help="More log output; repeat for library debug logs.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option(
+    "--log-format", type=click.Choice(["plain", "json"]), default=None,
+    help="Log line format; default $MIRROR_LOG_FORMAT, else plain.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, log_format: str | None) -> None:
     """Internal conda mirror: sync whitelisted packages, validate them, publish conda channels."""
-    configure_logging(-1 if quiet else verbose)
+    configure_logging(-1 if quiet else verbose, log_format)
     ctx.meta["verbosity"] = -1 if quiet else verbose
     _terminate_as_interrupt()
     ctx.obj = config_path
@@ -233,7 +237,9 @@ def _register_command_groups() -> None:
     from mirror.cli.tokens import tokens
     from mirror.cli.users import users
 
-    for group in (advisories, demo, tokens, users):
+    from mirror.cli.ops import COMMANDS
+
+    for group in (advisories, demo, tokens, users, *COMMANDS):
         cli.add_command(group)
 
 
@@ -243,6 +249,3 @@ _register_command_groups()
 def main() -> None:
     cli(prog_name="mirror")
 
-
-if __name__ == "__main__":
-    main()

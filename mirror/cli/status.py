@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
 from mirror.catalog.models import Artifact, ArtifactState, ChannelMembership, MembershipState, RepodataState, SyncRun
+from mirror.config.operations import scheduler_settings
 from mirror.jobs.context import MirrorContext
+from mirror.scheduler.jobs import job_id, sync_lease
+from mirror.scheduler.leader import LeaseStore
+from mirror.scheduler.models import ScheduledJob
+from mirror.scheduler.reload import whitelist_status
 from mirror.upstream.redact import redact_url
 
 RECENT_RUNS = 8
@@ -18,21 +25,77 @@ def print_status(context: MirrorContext, console: Console) -> None:
     with context.catalog.session() as session:
         console.print(_upstreams(context, session))
         console.print(_runs(session))
+        console.print(_queues(session))
         console.print(_channels(context, session))
+        _whitelist(context, console)
         _problems(session, console)
 
 
 def _upstreams(context: MirrorContext, session) -> Table:
     table = Table(title="Upstreams", title_justify="left")
-    for column in ("upstream", "subdir", "repodata fetched", "from"):
+    for column in ("upstream", "subdir", "repodata fetched", "from", "schedule", "next run", "running"):
         table.add_column(column)
     states = {(s.upstream, s.subdir): s for s in session.scalars(select(RepodataState))}
+    next_runs = {job.id: job.next_run_time for job in session.scalars(select(ScheduledJob))}
+    leases = {name: holder for name, holder, _ in LeaseStore(context.catalog).live_leases()}
+    settings = scheduler_settings(context.config)
     for name, upstream in context.config.upstreams.items():
-        for subdir in upstream.subdirs:
+        schedule = settings.schedule_for(name)
+        next_run = next_runs.get(job_id(name))
+        cells = [
+            f"{schedule[0]} ({settings.timezone})" if schedule else "manual only",
+            _time(next_run) if next_run is not None else "-",
+            leases.get(sync_lease(name), "-"),
+        ]
+        for position, subdir in enumerate(upstream.subdirs):
             state = states.get((name, subdir))
             fetched = state.fetched_at.strftime("%Y-%m-%d %H:%M:%S") if state else "never"
-            table.add_row(name, subdir, fetched, redact_url(state.url) if state else redact_url(upstream.url))
+            # Schedule columns belong to the upstream, so only its first row shows them.
+            shown = cells if position == 0 else ["", "", ""]
+            table.add_row(name, subdir, fetched, redact_url(state.url) if state else redact_url(upstream.url), *shown)
     return table
+
+
+def _time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _queues(session) -> Table:
+    """Count the work waiting for the next run of each step."""
+    table = Table(title="Queues", title_justify="left")
+    table.add_column("waiting for")
+    table.add_column("files", justify="right")
+    live = Artifact.memberships.any(ChannelMembership.state != MembershipState.RETIRED)
+    downloads = session.scalar(
+        select(func.count()).select_from(Artifact).where(
+            live, Artifact.state.in_([ArtifactState.DISCOVERED, ArtifactState.DOWNLOAD_FAILED])
+        )
+    )
+    validation = session.scalar(
+        select(func.count()).select_from(ChannelMembership).where(ChannelMembership.state == MembershipState.PENDING)
+    )
+    review = session.scalar(
+        select(func.count()).select_from(ChannelMembership).where(ChannelMembership.state == MembershipState.PASSED)
+    )
+    unpublished = session.scalar(
+        select(func.count()).select_from(ChannelMembership).where(
+            ChannelMembership.state == MembershipState.APPROVED, ChannelMembership.published_at.is_(None)
+        )
+    )
+    for label, count in (("download", downloads), ("validation", validation), ("review", review), ("publish", unpublished)):
+        table.add_row(label, str(count or 0))
+    return table
+
+
+def _whitelist(context: MirrorContext, console: Console) -> None:
+    state = whitelist_status(context.catalog)
+    if state is None:
+        return
+    loaded = state.loaded_at.strftime("%Y-%m-%d %H:%M:%S") if state.loaded_at else "never"
+    console.print(f"Whitelist {state.path}: {state.entries} entries in force, loaded {loaded}", highlight=False)
+    if state.error:
+        console.print("[red]The whitelist file is invalid; the service keeps the last good one:[/red]")
+        console.print(state.error, highlight=False, markup=False)
 
 
 def _runs(session) -> Table:

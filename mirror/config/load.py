@@ -51,6 +51,7 @@ def load_config(path: str | os.PathLike[str]) -> MirrorConfig:
                 }
             ),
             "auth": _absolute_auth_paths(base, config.auth),
+            "notifications": _absolute_smtp_paths(base, config.notifications),
             "source": source,
         }
     )
@@ -195,6 +196,13 @@ def _absolute_auth_paths(base: Path, auth):
         })
     users_file = _absolute(base, auth.users_file) if auth.users_file else None
     return auth.model_copy(update={"ldap": ldap, "users_file": users_file})
+
+
+def _absolute_smtp_paths(base: Path, notifications):
+    smtp = notifications.smtp
+    if smtp is None or smtp.ca_bundle is None:
+        return notifications
+    return notifications.model_copy(update={"smtp": smtp.model_copy(update={"ca_bundle": _absolute(base, smtp.ca_bundle)})})
 
 
 def _absolute(base: Path, path: Path) -> Path:

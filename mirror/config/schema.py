@@ -150,7 +150,14 @@ class ValidationConfig(StrictModel):
     isolate_network: bool = True
 
 
-from mirror.config.auth import AuthConfig  # noqa: E402  (auth.py builds on StrictModel above)
+# These sections build on StrictModel above, so they are imported after it.
+from mirror.config.auth import AuthConfig  # noqa: E402
+from mirror.config.operations import (  # noqa: E402
+    LoggingConfig,
+    NotificationsConfig,
+    RetentionConfig,
+    SchedulerConfig,
+)
 
 
 class MirrorConfig(StrictModel):
@@ -166,6 +173,10 @@ class MirrorConfig(StrictModel):
     validation: ValidationConfig = ValidationConfig()
     publish: PublishConfig = PublishConfig()
     auth: AuthConfig = AuthConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    logging: LoggingConfig = LoggingConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("upstreams", "channels")
@@ -186,6 +197,15 @@ class MirrorConfig(StrictModel):
             if name in RESERVED_CHANNEL_NAMES:
                 raise ValueError(f"{name!r} is reserved for the server's own routes; pick another")
         return channels
+
+    @model_validator(mode="after")
+    def _scheduled_upstreams_exist(self) -> MirrorConfig:
+        from mirror.config.operations import check_scheduled_upstreams
+
+        errors = check_scheduled_upstreams(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
 
     @model_validator(mode="after")
     def _auth_channels_exist(self) -> MirrorConfig:

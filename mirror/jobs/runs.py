@@ -10,6 +10,7 @@ from typing import Any
 
 from mirror.catalog.models import RunStatus, SyncRun, utcnow
 from mirror.catalog.session import Catalog
+from mirror.ops.logs import run_context
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def recorded_run(
     status of a body that ends normally, such as PARTIAL after some errors.
     """
     try:
-        yield
+        with run_context(run_id=report.run_id, job=kind_of(report)):
+            yield
     except (KeyboardInterrupt, asyncio.CancelledError):
         report.status = RunStatus.INTERRUPTED
         raise

@@ -9,6 +9,9 @@ Routes:
 With `auth.enabled`, the channel routes are also served under
 `/t/<token>/`, `/api/whoami` and `/api/tokens` are added, and every
 route but `/healthz` needs credentials (see `mirror.auth.middleware`).
+The review dashboard (`/dashboard/`), its JSON API (`/api/review/`)
+and `/api/openapi.json` are added too, because review actions need a
+signed-in actor.
 
 Everything else is a 404 with a JSON body that does not repeat the path.
 The server only reads `config.channels_dir` (and the blob store that its
@@ -44,16 +47,21 @@ def create_app(config: MirrorConfig) -> web.Application:
     With authentication enabled this opens the catalog and reads the users
     file and directory settings, so a configuration error surfaces here.
     """
+    from mirror.server.ops import add_ops_routes, metrics_middleware
+
     enabled = config.auth.enabled
-    middlewares = [json_error_middleware]
+    middlewares = [metrics_middleware, json_error_middleware]
     if enabled:
         from mirror.auth.middleware import auth_middleware
+        from mirror.dashboard import csrf_middleware, dashboard_pages_middleware
 
-        middlewares.append(auth_middleware)
+        # Outermost first: pages turn auth errors into HTML, CSRF runs once the principal is known.
+        middlewares += [dashboard_pages_middleware, auth_middleware, csrf_middleware]
 
     app = web.Application(middlewares=middlewares)
     app[CONFIG_KEY] = config
     app.router.add_get("/healthz", healthz)
+    add_ops_routes(app)
     if enabled:
         _install_auth(app, config)
     add_channel_routes(app, token_routes=enabled)
@@ -82,12 +90,23 @@ def _install_auth(app: web.Application, config: MirrorConfig) -> None:
     app[CATALOG_KEY] = catalog
     app[AUTHENTICATOR_KEY] = authenticator
     add_auth_routes(app)
+    _install_review(app, config, catalog, authenticator)
 
     async def close_auth(_app: web.Application) -> None:
         authenticator.close()
         catalog.close()
 
     app.on_cleanup.append(close_auth)
+
+
+def _install_review(app: web.Application, config: MirrorConfig, catalog, authenticator) -> None:
+    from mirror.dashboard import install_dashboard
+    from mirror.server.api import add_review_api_routes
+    from mirror.server.openapi import add_openapi_route
+
+    install_dashboard(app, config, catalog, authenticator)
+    add_review_api_routes(app)
+    add_openapi_route(app)
 
 
 def runner_options() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from mirror.auth.access import Access, requires
 from mirror.catalog.session import create_catalog_engine
 from mirror.ops.metrics import REQUEST_DURATION, CatalogCollector, render
 from mirror.server.keys import CONFIG_KEY
@@ -91,12 +92,14 @@ def route_pattern(request: web.Request) -> str:
     return resource.canonical
 
 
+@requires(Access.PUBLIC)
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[OPS_REGISTRY_KEY]
     body = await asyncio.to_thread(render, registry)
     return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
+@requires(Access.PUBLIC)
 async def readyz(request: web.Request) -> web.Response:
     config = request.app[CONFIG_KEY]
     problems = []
@@ -121,6 +124,7 @@ def _ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
+@requires(Access.ADMIN)
 async def trigger_sync(request: web.Request) -> web.Response:
     upstream = request.match_info["upstream"]
     if upstream not in request.app[CONFIG_KEY].upstreams:

@@ -35,7 +35,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 
 def start_sync(mirror: Mirror) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli.main", "--config", str(mirror.config_path), "sync"],
+        [sys.executable, "-m", "mirror", "--config", str(mirror.config_path), "sync"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
     )
 
