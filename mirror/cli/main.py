@@ -83,17 +83,20 @@ def _job_context(ctx: click.Context) -> Iterator:
     """Open the catalog and store while holding the data folder's job lock.
 
     Runs that a killed process left 'running' are closed as interrupted
-    here, which is safe because no other job can hold the lock.
+    here. That is safe only when no other process is working: the lock
+    rules out other CLI jobs, and a live lease means a service is syncing.
     """
     from mirror.jobs.context import MirrorContext
     from mirror.jobs.runs import close_abandoned_runs
+    from mirror.scheduler.leader import LeaseStore
 
     config = load_config(ctx.obj)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(config.data_dir / "jobs.lock", "sync, validate or publish job"):
         context = MirrorContext.open(config)
         try:
-            abandoned = close_abandoned_runs(context.catalog)
+            busy = LeaseStore(context.catalog).live_leases()
+            abandoned = 0 if busy else close_abandoned_runs(context.catalog)
             if abandoned:
                 logger.warning("marked %d run(s) left by an ended process as interrupted", abandoned)
             yield context

@@ -144,7 +144,7 @@ class SyncJob:
         try:
             async with UpstreamClient(name, upstream, tmp_dir=self.config.tmp_dir) as client:
                 for subdir in subdirs:
-                    fetched[subdir] = await self._fetch_repodata(client, name, subdir)
+                    fetched[subdir] = await self.fetch_repodata(client, name, subdir)
         except MirrorError as exc:
             message = f"upstream {name}: repodata could not be fetched: {exc}"
             logger.error("%s; its packages are left as they were", message)
@@ -159,8 +159,8 @@ class SyncJob:
                 report.errors.extend(f"{name}/{p.subdir}/{p.filename}: {p.reason}" for p in index.problems)
                 index.close()
 
-    async def _fetch_repodata(self, client: UpstreamClient, upstream: str, subdir: str) -> bool:
-        """Fetch one subdir's repodata; return whether it changed since the last run."""
+    async def fetch_repodata(self, client: UpstreamClient, upstream: str, subdir: str) -> bool:
+        """Fetch one subdir's repodata into the cache; return whether it changed since the last run."""
         destination = self._repodata_path(upstream, subdir)
         with self.context.catalog.session() as session:
             state = session.scalar(

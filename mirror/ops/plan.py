@@ -156,8 +156,7 @@ async def fetch_repodata(context: MirrorContext, entries: list[WhitelistEntry]) 
         try:
             async with UpstreamClient(name, upstream, tmp_dir=context.config.tmp_dir) as client:
                 for subdir in plan_subdirs(own, upstream.subdirs):
-                    # TODO: call a public repodata fetch once SyncJob exposes one.
-                    await sync._fetch_repodata(client, name, subdir)
+                    await sync.fetch_repodata(client, name, subdir)
         except MirrorError as exc:
             errors.append(f"upstream {name}: repodata could not be fetched: {exc}")
     return errors

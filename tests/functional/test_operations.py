@@ -49,11 +49,6 @@ def mirror(tmp_path, upstream) -> Mirror:
 
 def service_config(mirror: Mirror, **sections):
     config = load_config(mirror.config_path)
-    if "auth" not in type(config).model_fields:
-        # TODO: drop once MirrorConfig has its auth section; create_app already reads it.
-        from mirror.config.auth import AuthConfig
-
-        sections.setdefault("auth", AuthConfig())
     return config.model_copy(update={"scheduler": SchedulerConfig(enabled=False, lease_seconds=30), **sections})
 
 
