@@ -41,7 +41,15 @@ def write_repodata(path: Path, records: int) -> None:
         stream.write('}, "packages": {}, "removed": [], "repodata_version": 1}')
 
 
-def child(path: Path) -> None:
+SCENARIOS = {
+    # Two names, no closure: the usual shape of a curated whitelist.
+    "narrow": {"packages": ["pkg00001", "pkg00002 >=1"], "dependencies": False},
+    # The random dependency graph reaches almost every name: the worst case.
+    "closure": {"packages": ["pkg00001", "pkg00002 >=1"], "dependencies": True},
+}
+
+
+def child(path: Path, scenario: str) -> None:
     from mirror.config.schema import WhitelistEntry
     from mirror.selection import SubdirIndex, select_entry
 
@@ -49,7 +57,7 @@ def child(path: Path) -> None:
     index = SubdirIndex("bench", "linux-64", path)
     opened = time.perf_counter() - started
 
-    entry = WhitelistEntry(upstream="bench", channel="main", packages=["pkg00001", "pkg00002 >=1"], dependencies=True)
+    entry = WhitelistEntry(upstream="bench", channel="main", **SCENARIOS[scenario])
     started = time.perf_counter()
     selection = select_entry(entry, ["linux-64"], {"linux-64": index})
     selected = time.perf_counter() - started
@@ -66,25 +74,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=466_000)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.scenario)
         return
 
     with tempfile.TemporaryDirectory(prefix="mirror-bench-") as folder:
         path = Path(folder) / "repodata.json"
         write_repodata(path, args.records)
         size_mib = path.stat().st_size / 1024**2
-        output = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, capture_output=True, text=True)
-        result = json.loads(output.stdout.strip().splitlines()[-1])
+        results = {}
+        for scenario in SCENARIOS:
+            command = [sys.executable, __file__, "--child", str(path), "--scenario", scenario]
+            output = subprocess.run(command, check=True, capture_output=True, text=True)
+            results[scenario] = json.loads(output.stdout.strip().splitlines()[-1])
 
     print(f"repodata: {args.records} records, {size_mib:.0f} MiB\n")
-    print("| step | seconds |")
-    print("| --- | ---: |")
-    print(f"| open (SparseRepoData index) | {result['open']:.2f} |")
-    print(f"| select with closure ({result['chosen']} files) | {result['select']:.2f} |")
-    print(f"| extract raw records ({result['raw_found']}) | {result['raw']:.2f} |")
-    print(f"\npeak RSS: {result['peak_mib']:.0f} MiB")
+    print("| scenario | files chosen | open s | select s | raw records s | peak RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for scenario, r in results.items():
+        print(f"| {scenario} | {r['chosen']} | {r['open']:.2f} | {r['select']:.2f} | {r['raw']:.2f} | {r['peak_mib']:.0f} |")
 
 
 if __name__ == "__main__":

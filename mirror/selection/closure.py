@@ -93,27 +93,35 @@ def select_entry(entry: WhitelistEntry, subdirs: list[str], indexes: dict[str, S
             selection.unmatched_specs.append(spec.text)
         _warn_pre_releases(spec, selection)
 
-    # Transitive closure of the dependencies.
+    # Transitive closure of the dependencies. Many records share dependency
+    # strings, so each (dependency, subdirs) pair is resolved once.
+    resolved: dict[tuple[str, tuple[str, ...]], tuple[list, str | None]] = {}
     while entry.dependencies and queue:
         subdir, record = queue.popleft()
-        targets = subdirs if subdir == "noarch" else [s for s in (subdir, "noarch") if s in subdirs]
+        targets = tuple(subdirs) if subdir == "noarch" else tuple(s for s in (subdir, "noarch") if s in subdirs)
         for dependency in record.depends:
-            _close_over(dependency, subdir, record, targets, indexes, pinned, allowed, choose, selection)
+            if dependency.startswith("__"):
+                continue  # virtual packages such as __glibc are provided by the client machine
+            key = (dependency, targets)
+            first_time = key not in resolved
+            if first_time:
+                resolved[key] = _resolve(dependency, targets, indexes, pinned, allowed)
+            usable, problem = resolved[key]
+            # Choosing is idempotent, so a pair already applied adds nothing new.
+            for target, candidate in usable if first_time else ():
+                choose(target, candidate, f"dependency of {record.file_name}: {dependency}")
+            if problem is not None:
+                selection.unresolved.append(Unresolved(subdir, record.file_name, dependency, problem))
 
     return selection
 
 
-def _close_over(dependency, subdir, record, targets, indexes, pinned, allowed, choose, selection) -> None:
-    if dependency.startswith("__"):
-        return  # virtual packages such as __glibc are provided by the client machine
-
+def _resolve(dependency, targets, indexes, pinned, allowed) -> tuple[list, str | None]:
+    """Return the allowed records that satisfy `dependency`, and why there are none if so."""
     try:
         spec = MatchSpec(dependency, strict=False)
     except Exception as exc:  # rattler raises InvalidMatchSpecError
-        selection.unresolved.append(
-            Unresolved(subdir, record.file_name, dependency, f"unparsable dependency: {exc}")
-        )
-        return
+        return [], f"unparsable dependency: {exc}"
 
     name = str(spec.name.normalized).lower()
     candidates = [
@@ -127,12 +135,9 @@ def _close_over(dependency, subdir, record, targets, indexes, pinned, allowed, c
         for target, candidate in candidates
         if allowed(target, candidate) and _within_pins(candidate, pinned.get(name))
     ]
-    for target, candidate in usable:
-        choose(target, candidate, f"dependency of {record.file_name}: {dependency}")
-
-    if not usable:
-        why = "no upstream record matches" if not candidates else "only excluded or pinned-out records match"
-        selection.unresolved.append(Unresolved(subdir, record.file_name, dependency, why))
+    if usable:
+        return usable, None
+    return [], "no upstream record matches" if not candidates else "only excluded or pinned-out records match"
 
 
 def _explicit_constraints(includes: list[ParsedSpec]) -> dict[str, list[ParsedSpec]]:
