@@ -83,24 +83,31 @@ class SubdirIndex:
 
     def raw_records(self, filenames: Collection[str]) -> dict[str, dict[str, Any]]:
         """Return the upstream JSON of the given files, exactly as upstream wrote it."""
-        wanted = set(filenames)
         found: dict[str, dict[str, Any]] = {}
-        if not wanted:
-            return found
-        for filename, record in self._iter_raw():
-            if filename in wanted and isinstance(record, dict):
-                found[filename] = record
-                if len(found) == len(wanted):
-                    break
+        for section in RECORD_KEYS:
+            wanted = {name for name in filenames if _section_of(name) == section}
+            if not wanted:
+                continue
+            for filename, record in self._iter_section(section):
+                if filename in wanted and isinstance(record, dict):
+                    found[filename] = record
+                    wanted.discard(filename)
+                    if not wanted:
+                        break
         return found
 
     def close(self) -> None:
         self._sparse.close()
 
     def _iter_raw(self) -> Iterator[tuple[str, Any]]:
+        for section in RECORD_KEYS:
+            yield from self._iter_section(section)
+
+    def _iter_section(self, section: str) -> Iterator[tuple[str, Any]]:
+        # kvitems runs in ijson's C backend, about three times faster than
+        # walking the events in Python; use_float keeps numbers as floats, not Decimals.
         with self.path.open("rb") as stream:
-            # use_float keeps numbers as JSON numbers instead of Decimal objects.
-            yield from iter_record_items(ijson.basic_parse(stream, use_float=True))
+            yield from ijson.kvitems(stream, section, use_float=True)
 
     def _load_one_by_one(self, name: str) -> list[Any]:
         """Parse the records of one name separately, so one bad record costs only itself."""
@@ -124,37 +131,8 @@ class SubdirIndex:
         self.problems.append(RecordProblem(self.subdir, filename, reason))
 
 
-def iter_record_items(events) -> Iterator[tuple[str, Any]]:
-    """Yield (filename, record) from the `packages` and `packages.conda` maps of a repodata stream.
-
-    Works on ijson basic_parse events and builds one record at a time, so
-    memory stays flat whatever the size of the file.
-    """
-    depth = 0
-    section = None
-    filename = None
-    builder = None
-    for event, value in events:
-        if builder is not None:
-            builder.event(event, value)
-            if event in ("start_map", "start_array"):
-                depth += 1
-            elif event in ("end_map", "end_array"):
-                depth -= 1
-            if depth == 2:
-                yield filename, builder.value
-                builder = None
-            continue
-
-        if event in ("start_map", "start_array"):
-            depth += 1
-        elif event in ("end_map", "end_array"):
-            depth -= 1
-        elif event == "map_key" and depth == 1:
-            section = value
-        elif event == "map_key" and depth == 2 and section in RECORD_KEYS:
-            filename = value
-            builder = ijson.ObjectBuilder()
+def _section_of(filename: str) -> str:
+    return "packages.conda" if filename.endswith(".conda") else "packages"
 
 
 def _parse_single(upstream: str, subdir: str, filename: str, raw: dict[str, Any]) -> list[Any]:
