@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-# The real slapd fixture, shared by every directory test.
-pytest_plugins = ["tests.support.slapd"]
+# The real slapd and PostgreSQL fixtures, shared by the tests that need them.
+pytest_plugins = ["tests.support.slapd", "tests.support.postgres"]
 
 _skipped_real: list[str] = []
 

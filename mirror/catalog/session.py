@@ -19,7 +19,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def create_catalog_engine(url: str) -> Engine:
-    """Create an engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL a UTC session."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -28,7 +28,10 @@ def create_catalog_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _configure_postgresql)
+    return engine
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -37,6 +40,18 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _configure_postgresql(dbapi_connection, _record) -> None:
+    # PostgreSQL returns timestamptz values in the session's time zone, which
+    # defaults to the server's `timezone` setting, and reads naive values in it
+    # too. A UTC session matches SQLite, where every stored time is UTC.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.autocommit = autocommit
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

@@ -34,6 +34,22 @@ class UpstreamPlan:
     removed: dict[str, set[str]] = field(default_factory=dict)
 
 
+def record_problem(filename: str, raw: dict[str, Any]) -> str | None:
+    """Return why a raw record cannot be catalogued, or None.
+
+    Column limits are checked here because PostgreSQL enforces them while
+    SQLite does not, and both must skip the same records.
+    """
+    values = {"filename": filename, **{key: str(raw.get(key, "")) for key in ("name", "version", "build")}}
+    for key, value in values.items():
+        limit = Artifact.__table__.c[key].type.length
+        if not value and key != "build":
+            return f"record has no {key}"
+        if len(value) > limit:
+            return f"record {key} is {len(value)} characters long, more than the catalog's {limit}"
+    return None
+
+
 def apply_plan(session, plan: UpstreamPlan, report) -> None:
     """Write one upstream's selection into the catalog; `report` counts what changed."""
     artifacts = {

@@ -34,7 +34,7 @@ from mirror.config.schema import UpstreamConfig, WhitelistEntry
 from mirror.errors import MirrorError
 from mirror.jobs.context import MirrorContext, audit
 from mirror.jobs.runs import recorded_run, start_run
-from mirror.jobs.apply import UpstreamPlan, apply_plan
+from mirror.jobs.apply import UpstreamPlan, apply_plan, record_problem
 from mirror.selection import Selection, SubdirIndex, select_entry
 from mirror.upstream.client import CacheValidators, ExpectedFile, UpstreamClient
 from mirror.upstream.redact import redact_url
@@ -214,7 +214,13 @@ class SyncJob:
                     wanted.setdefault(subdir, set()).add(filename)
         for subdir, filenames in wanted.items():
             for filename, raw in indexes[subdir].raw_records(filenames).items():
-                plan.records[(subdir, filename)] = raw
+                problem = record_problem(filename, raw)
+                if problem is None:
+                    plan.records[(subdir, filename)] = raw
+                    continue
+                report.errors.append(f"{name}/{subdir}/{filename}: skipped: {problem}")
+                for choice in plan.chosen.values():
+                    choice.pop((subdir, filename), None)
         report.warnings.extend(_twin_differences(plan.records))
         plan.removed = {subdir: index.removed for subdir, index in indexes.items()}
         report.selected += len({key for choice in plan.chosen.values() for key in choice})

@@ -4,6 +4,7 @@ from alembic import context
 
 import mirror.advisories.models  # noqa: F401  (registers the advisory tables on Base)
 import mirror.auth.models  # noqa: F401  (registers the api_tokens table on Base)
+import mirror.dashboard.sessions  # noqa: F401  (registers dashboard_sessions)
 import mirror.scheduler.models  # noqa: F401  (registers leases, scheduler_jobs, whitelist_states)
 from mirror.catalog.models import Base
 
