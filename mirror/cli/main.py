@@ -237,12 +237,13 @@ def _register_command_groups() -> None:
     # Imported here because these modules import helpers from this one.
     from mirror.cli.advisories import advisories
     from mirror.cli.demo import demo
+    from mirror.cli.review import review
     from mirror.cli.tokens import tokens
     from mirror.cli.users import users
 
     from mirror.cli.ops import COMMANDS
 
-    for group in (advisories, demo, tokens, users, *COMMANDS):
+    for group in (advisories, demo, review, tokens, users, *COMMANDS):
         cli.add_command(group)
 
 

@@ -97,7 +97,13 @@ async def serve_subdir_file(request: web.Request) -> web.StreamResponse:
         or not is_servable_name(filename)
     ):
         return not_found()
-    return await _serve_file(request, config, (channel, subdir, filename), filename)
+    response = await _serve_file(request, config, (channel, subdir, filename), filename)
+    if response.status == 404 and is_package_filename(filename):
+        # A user blocked from a package learns why and where to ask, instead of a bare 404.
+        from mirror.dashboard.blocked import blocked_package_response
+
+        return await blocked_package_response(request, channel, subdir, filename) or response
+    return response
 
 
 def is_servable_name(filename: str) -> bool:
