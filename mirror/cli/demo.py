@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import shutil
 import textwrap
 from pathlib import Path
@@ -37,17 +38,33 @@ upstreams:
 channels:
   {channel}:
     approval: auto
-    description: Demo channel
+    description: Packages that passed every check
+  {review_channel}:
+    approval: manual
+    approvals_required: 1
+    description: Packages a reviewer approves on the dashboard
 server:
   host: 127.0.0.1
   port: {port}
+auth:
+  enabled: true
+  users_file: users.yaml
+  anonymous_read: [{channel}]   # conda clients read the demo channel without credentials
 """
+
+REVIEW_CHANNEL_NAME = "reviewed"
+REVIEWER = "reviewer"
 
 WHITELIST_TEXT = f"""\
 # The demo whitelist: demo-tool 1.0 or newer and what it needs.
 # demo-tool 0.9, libdemo 1.0, demo-data 1.0 and demo-extras stay out.
 - upstream: {UPSTREAM_NAME}
   channel: {CHANNEL_NAME}
+  packages: ["demo-tool >=1.0"]
+  dependencies: true
+# The same packages wait for a reviewer in a manual channel.
+- upstream: {UPSTREAM_NAME}
+  channel: {REVIEW_CHANNEL_NAME}
   packages: ["demo-tool >=1.0"]
   dependencies: true
 """
@@ -97,11 +114,30 @@ def _write_config(folder: Path, upstream_url: str, port: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "mirror.yaml"
     config_path.write_text(
-        MIRROR_TEMPLATE.format(upstream=UPSTREAM_NAME, url=upstream_url, channel=CHANNEL_NAME, port=port),
+        MIRROR_TEMPLATE.format(
+            upstream=UPSTREAM_NAME, url=upstream_url, channel=CHANNEL_NAME,
+            review_channel=REVIEW_CHANNEL_NAME, port=port,
+        ),
         encoding="utf-8",
     )
     (folder / "whitelist.yaml").write_text(WHITELIST_TEXT, encoding="utf-8")
+    _ensure_reviewer(folder)
     return config_path
+
+
+def _ensure_reviewer(folder: Path) -> None:
+    """Create the demo's local admin once; its password is kept in a file only its owner reads."""
+    from mirror.auth.local import save_user
+
+    users_file = folder / "users.yaml"
+    password_file = folder / "reviewer-password.txt"
+    if users_file.exists() and password_file.exists():
+        return
+    password = secrets.token_urlsafe(12)
+    users_file.unlink(missing_ok=True)
+    save_user(users_file, REVIEWER, password=password, roles=["admin"], create=True)
+    password_file.touch(mode=0o600)
+    password_file.write_text(password + "\n", encoding="utf-8")
 
 
 async def _serve(config, folder: Path, keep_serving: bool) -> None:
@@ -151,6 +187,9 @@ def _print_client_commands(console: Console, channel_url: str, folder: Path) -> 
               conda create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}
               mamba create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}
               pixi init demo-project -c {channel_url} && pixi add --manifest-path demo-project/pixi.toml {DEMO_SPEC}
+            Review the packages waiting in channel '{REVIEW_CHANNEL_NAME}' on the dashboard:
+              {channel_url.rsplit('/', 1)[0]}/dashboard/
+              sign in as '{REVIEWER}' with the password in {folder / 'reviewer-password.txt'}
             See what the mirror did:
               mirror --config {folder / 'mirror.yaml'} status
             """
