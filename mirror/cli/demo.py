@@ -1,9 +1,10 @@
 """`mirror demo`: the whole mirror on this machine, with no network beyond loopback.
 
-It builds a small upstream channel of real conda packages, serves it on
-127.0.0.1, syncs a whitelist from it into a local data folder with SQLite,
-validates and publishes, installs from the published channel with
-py-rattler to prove it works, then serves the channel until Ctrl-C.
+It builds a small upstream channel of real conda packages and serves it
+on 127.0.0.1. It then syncs a whitelist from it into a local data folder
+with SQLite, validates and publishes. To prove the result works, it
+installs from the published channel with py-rattler, then serves the
+channels and the review dashboard until Ctrl-C.
 """
 
 from __future__ import annotations
