@@ -5,7 +5,8 @@ then times, each in a fresh process so memory is measured per step:
 
 1. `sha256sum` on the package file (the baseline);
 2. the integrity check alone;
-3. every per-file check except the install test.
+3. every per-file check except the install test, through `run_checks`, where the
+   content checks (archive, metadata, paths, scripts, malware) share one streaming pass.
 
 Run: .venv/bin/python bench/validation_throughput.py --size-mb 1024 --format conda
 Results go to stdout as a Markdown table; docs/benchmarks.md keeps the record.

@@ -187,11 +187,7 @@ class MemberReader:
         Corrupt data raises ArchiveError naming the member and the offset.
         """
         if size is None or size < 0:
-            if self.size > self._limits.max_metadata_bytes:
-                raise ArchiveLimitError(
-                    f"{self._label}: {self.name} is {self.size} bytes, over the "
-                    f"{self._limits.max_metadata_bytes}-byte limit for a file read into memory"
-                )
+            self.check_fits_in_memory()
             size = self.size - self.received
 
         try:
@@ -205,6 +201,14 @@ class MemberReader:
             ) from exc
         self.received += len(chunk)
         return chunk
+
+    def check_fits_in_memory(self) -> None:
+        """Raise ArchiveLimitError when the member is over `max_metadata_bytes`, the cap for reading it whole."""
+        if self.size > self._limits.max_metadata_bytes:
+            raise ArchiveLimitError(
+                f"{self._label}: {self.name} is {self.size} bytes, over the "
+                f"{self._limits.max_metadata_bytes}-byte limit for a file read into memory"
+            )
 
     def chunks(self, size: int = MEMBER_CHUNK_SIZE) -> Iterator[bytes]:
         """Yield the unread content in pieces of at most `size` bytes."""

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import partial
 from typing import Protocol
 
 from mirror.catalog.models import CheckOutcome
 from mirror.validate.checks import ArchiveCheck, IntegrityCheck, MetadataCheck
 from mirror.validate.result import CheckContext, CheckResult
+from mirror.validate.shared_scan import SharedScan, is_content_check
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ class Check(Protocol):
     are reused per `(name, version)`. `run` reads the file through
     `context.path` and must not modify it. A check may also define
     `gate: bool` (see the module docstring). A missing `gate` counts as
-    False.
+    False. A check that also has `begin` and `limits` (the
+    `shared_scan.ContentCheck` protocol) shares the pass over the file.
     """
 
     name: str
@@ -74,13 +77,15 @@ def run_checks(
     of `done` (or stop validating that file) to keep later checks from
     running on bytes the gate rejected.
     """
+    due = _due_checks(context, checks, done)
+    shared: dict[int, Callable[[], CheckResult]] = {}
     results: list[tuple[Check, CheckResult]] = []
-    for check in checks:
-        if (check.name, check.version) in done:
-            logger.debug("%s: check %s %s already done", context.filename, check.name, check.version)
-            continue
+    for position, check in enumerate(due):
+        if position not in shared and is_content_check(check):
+            shared.update(_scan_together(context, due, position))
+        run = shared.pop(position, None) or partial(check.run, context)
 
-        result = _run_one(check, context)
+        result = _run_one(check, context, run)
         results.append((check, result))
 
         if _is_gate(check) and result.outcome in (CheckOutcome.FAIL, CheckOutcome.ERROR):
@@ -106,11 +111,54 @@ def verdict(results: Iterable[CheckResult]) -> CheckOutcome:
     return max(outcomes, key=_SEVERITY.__getitem__)
 
 
-def _run_one(check: Check, context: CheckContext) -> CheckResult:
+def _due_checks(context: CheckContext, checks: Iterable[Check], done: Collection[tuple[str, str]]) -> list[Check]:
+    due = []
+    for check in checks:
+        if (check.name, check.version) in done:
+            logger.debug("%s: check %s %s already done", context.filename, check.name, check.version)
+        else:
+            due.append(check)
+    return due
+
+
+def _scan_together(context: CheckContext, due: Sequence[Check], start: int) -> dict[int, Callable[[], CheckResult]]:
+    """Run the content checks from `due[start]` up to the next gate in one pass.
+
+    Returns, for each of their positions in `due`, a function that returns
+    the check's result or raises the check's exception. A gate that is a
+    content check ends the group after itself, and one that is not ends
+    it before itself, so no check after a gate reads the file before the
+    gate has passed.
+    """
+    positions = []
+    for position in range(start, len(due)):
+        check = due[position]
+        if is_content_check(check):
+            positions.append(position)
+        if _is_gate(check):
+            break
+
+    scan = SharedScan(context, [due[position] for position in positions])
+    # The broad except keeps the pipeline's contract if the pass itself
+    # fails: each check in the group then ends as an ERROR.
+    try:
+        scan.run()
+    except Exception as exc:
+        logger.exception("%s: shared pass over the package failed", context.filename)
+        failure = exc
+        return {position: partial(_raise, failure) for position in positions}
+    return {position: partial(scan.result, index) for index, position in enumerate(positions)}
+
+
+def _raise(error: Exception) -> CheckResult:
+    raise error
+
+
+def _run_one(check: Check, context: CheckContext, run: Callable[[], CheckResult]) -> CheckResult:
     # The broad except is the pipeline's contract: any exception inside a
     # check becomes an ERROR result for that file instead of ending the batch.
     try:
-        result = check.run(context)
+        result = run()
     except Exception as exc:
         logger.exception("%s: check %s %s raised", context.filename, check.name, check.version)
         return CheckResult(

@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mirror.catalog.models import CheckOutcome
-from mirror.validate.checks.archive import ArchiveError, ArchiveLimits, format_of, read_index_json
+from mirror.validate.checks.archive import INDEX_JSON, ArchiveError, ArchiveLimits, IndexJsonVisitor, format_of
+from mirror.validate.package_reader import PackageMember, PackageReader
 from mirror.validate.result import CheckContext, CheckResult
+from mirror.validate.shared_scan import BytesSink, run_alone
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,33 @@ class MetadataCheck:
         self.limits = limits or ArchiveLimits()
 
     def run(self, context: CheckContext) -> CheckResult:
+        return run_alone(self, context)
+
+    def begin(self, context: CheckContext) -> _MetadataVisitor:
+        return _MetadataVisitor(context)
+
+
+class _MetadataVisitor:
+    """Read info/index.json only, then compare it once the pass ends."""
+
+    def __init__(self, context: CheckContext):
+        self.context = context
+        self.index = IndexJsonVisitor(index_only=True)
+        self.components = self.index.components
+
+    def start(self, reader: PackageReader) -> None:
+        self.index.start(reader)
+
+    def visit(self, member: PackageMember) -> BytesSink | None:
+        return self.index.visit(member)
+
+    def is_done(self) -> bool:
+        return self.index.is_done()
+
+    def finish(self, error: Exception | None) -> CheckResult:
+        context = self.context
         try:
-            index = _load_index_json(context, self.limits)
+            index = _load_index_json(context, self.index.index_json, error)
         except ArchiveError as exc:
             return CheckResult(CheckOutcome.FAIL, f"cannot read info/index.json: {exc}", {"filename": context.filename})
 
@@ -99,8 +126,11 @@ def subdir_of(index: Mapping[str, Any]) -> tuple[str | None, str]:
     return None, f"index.json has no subdir and an incomplete platform {platform!r} / arch {arch!r}"
 
 
-def _load_index_json(context: CheckContext, limits: ArchiveLimits) -> dict[str, Any]:
-    raw = read_index_json(context.path, context.filename, limits)
+def _load_index_json(context: CheckContext, raw: bytes | None, error: Exception | None) -> dict[str, Any]:
+    if error is not None:
+        raise error
+    if raw is None:
+        raise ArchiveError(f"{context.filename} has no {INDEX_JSON}")
     try:
         index = json.loads(raw)
     except ValueError as exc:

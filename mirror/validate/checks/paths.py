@@ -36,12 +36,12 @@ import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.catalog.models import CheckOutcome
 from mirror.validate.package_reader import (
+    COMPONENTS,
     MAX_LISTED_NAMES,
     ArchiveError,
     ArchiveLimits,
@@ -50,6 +50,7 @@ from mirror.validate.package_reader import (
     PackageReader,
 )
 from mirror.validate.result import CheckContext, CheckResult
+from mirror.validate.shared_scan import BytesSink, ContentSink, run_alone
 
 logger = logging.getLogger(__name__)
 
@@ -110,47 +111,88 @@ class PathsCheck:
         self.max_manifest_bytes = max_manifest_bytes
 
     def run(self, context: CheckContext) -> CheckResult:
-        try:
-            inventory = self._read(context)
-        except ArchiveError as exc:
-            return CheckResult(
-                CheckOutcome.FAIL,
-                f"archive could not be read to its end, so its paths are unchecked: {exc}",
-                {"filename": context.filename},
-            )
+        return run_alone(self, context)
 
-        _check_links(inventory)
-        manifest = _check_manifest(inventory)
-        return _result(inventory, manifest)
+    def begin(self, context: CheckContext) -> _PathsVisitor:
+        return _PathsVisitor(context.filename, self.max_manifest_bytes)
 
-    def _read(self, context: CheckContext) -> _Inventory:
-        inventory = _Inventory()
-        reader = PackageReader(context.path, context.filename, self.limits)
-        with closing(reader.members()) as members:
-            for member in members:
-                self._record(inventory, member, reader.format)
-        return inventory
 
-    def _record(self, inventory: _Inventory, member: PackageMember, package_format: str) -> None:
+class _PathsVisitor:
+    """Gather the inventory while the members stream, then judge it once the pass ends."""
+
+    components = COMPONENTS
+
+    def __init__(self, filename: str, max_manifest_bytes: int):
+        self.filename = filename
+        self.max_manifest_bytes = max_manifest_bytes
+        self.inventory = _Inventory()
+        self.package_format = ""
+
+    def start(self, reader: PackageReader) -> None:
+        self.package_format = reader.format
+
+    def visit(self, member: PackageMember) -> ContentSink | None:
+        inventory = self.inventory
         name = member.name.rstrip("/")
         info = member.info
         _check_header(inventory, name, info)
-        if package_format == "conda":
+        if self.package_format == "conda":
             _check_component(inventory, name, member.component)
         if name in inventory.entries:
             inventory.add(name, "duplicate", "member name appears more than once in the archive")
-            return
+            return None
 
-        entry = _entry_for(inventory, name, info, member.reader, member.component)
+        entry = _entry_for(inventory, name, info, member.reader)
         inventory.entries[name] = entry
         if member.component == "pkg" and entry.kind != "directory":
             inventory.payload[name] = None
+
+        # Only payload files are compared with paths.json, so only they are hashed.
+        if member.component == "pkg" and entry.kind == "file" and member.reader is not None:
+            return _HashSink(inventory, name)
         if member.component == "info" and name in (PATHS_JSON, FILES_LIST) and member.reader is not None:
-            content = _read_bounded(member.reader, self.max_manifest_bytes)
-            if content is None:
-                inventory.add(name, "manifest-too-large", f"over the {self.max_manifest_bytes}-byte limit")
-            else:
-                inventory.manifests[name] = content
+            return self._manifest_sink(name, member.reader)
+        return None
+
+    def is_done(self) -> bool:
+        return False
+
+    def finish(self, error: Exception | None) -> CheckResult:
+        if isinstance(error, ArchiveError):
+            return CheckResult(
+                CheckOutcome.FAIL,
+                f"archive could not be read to its end, so its paths are unchecked: {error}",
+                {"filename": self.filename},
+            )
+        if error is not None:
+            raise error
+
+        _check_links(self.inventory)
+        manifest = _check_manifest(self.inventory)
+        return _result(self.inventory, manifest)
+
+    def _manifest_sink(self, name: str, reader: MemberReader) -> BytesSink | None:
+        if reader.size > self.max_manifest_bytes:
+            self.inventory.add(name, "manifest-too-large", f"over the {self.max_manifest_bytes}-byte limit")
+            return None
+        return BytesSink(lambda content: self.inventory.manifests.update({name: content}))
+
+
+class _HashSink:
+    """Hash one payload file as it streams and store its size and sha256 in the inventory."""
+
+    def __init__(self, inventory: _Inventory, name: str):
+        self.inventory = inventory
+        self.name = name
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.size += len(chunk)
+
+    def end(self) -> None:
+        self.inventory.entries[self.name] = _Entry("file", self.size, self.digest.hexdigest())
 
 
 def _check_header(inventory: _Inventory, name: str, info: tarfile.TarInfo) -> None:
@@ -192,9 +234,8 @@ def _check_hardlink(inventory: _Inventory, name: str, linkname: str) -> None:
         inventory.add(name, "hardlink-missing-target", f"hardlink target {linkname!r} is not archived before it")
 
 
-def _entry_for(
-    inventory: _Inventory, name: str, info: tarfile.TarInfo, reader: MemberReader | None, component: str
-) -> _Entry:
+def _entry_for(inventory: _Inventory, name: str, info: tarfile.TarInfo, reader: MemberReader | None) -> _Entry:
+    """Return the entry for a member's header; a payload file gets its sha256 later, from _HashSink."""
     if info.issym():
         inventory.symlinks[name] = info.linkname
         return _Entry("symlink", linkname=info.linkname)
@@ -207,20 +248,7 @@ def _entry_for(
         return _Entry("directory")
     if reader is None:
         return _Entry("special")
-
-    # Only payload files are compared with paths.json, so only they are hashed.
-    if component != "pkg":
-        return _Entry("file", info.size)
-    digest = hashlib.sha256()
-    for chunk in reader.chunks():
-        digest.update(chunk)
-    return _Entry("file", reader.received, digest.hexdigest())
-
-
-def _read_bounded(reader: MemberReader, limit: int) -> bytes | None:
-    if reader.size > limit:
-        return None
-    return b"".join(reader.chunks())
+    return _Entry("file", info.size)
 
 
 def _check_links(inventory: _Inventory) -> None:

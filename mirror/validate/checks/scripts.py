@@ -26,21 +26,22 @@ import hashlib
 import json
 import logging
 import re
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.catalog.models import CheckOutcome
 from mirror.validate.checks.metadata import parse_filename
 from mirror.validate.package_reader import (
+    COMPONENTS,
     MAX_LISTED_NAMES,
     ArchiveError,
     ArchiveLimits,
-    MemberReader,
     PackageMember,
     PackageReader,
 )
 from mirror.validate.result import CheckContext, CheckResult
+from mirror.validate.shared_scan import BytesSink, ContentSink, run_alone
 
 logger = logging.getLogger(__name__)
 
@@ -88,46 +89,85 @@ class ScriptsCheck:
         self.max_text_bytes_total = max_text_bytes_total
 
     def run(self, context: CheckContext) -> CheckResult:
-        package_name = _package_name(context)
-        findings = _Findings()
-        reader = PackageReader(context.path, context.filename, self.limits)
-        try:
-            with closing(reader.members()) as members:
-                for member in members:
-                    self._inspect(findings, member, package_name)
-        except ArchiveError as exc:
+        return run_alone(self, context)
+
+    def begin(self, context: CheckContext) -> _ScriptsVisitor:
+        return _ScriptsVisitor(self, context.filename, _package_name(context))
+
+
+class _ScriptsVisitor:
+    """Collect scripts and informational files while the members stream."""
+
+    components = COMPONENTS
+
+    def __init__(self, check: ScriptsCheck, filename: str, package_name: str | None):
+        self.check = check
+        self.filename = filename
+        self.package_name = package_name
+        self.findings = _Findings()
+
+    def start(self, reader: PackageReader) -> None:
+        pass
+
+    def visit(self, member: PackageMember) -> ContentSink | None:
+        if member.component == "info":
+            return _record_info_file(self.findings, member)
+        kind, details = _classify(member.name, self.package_name)
+        if kind is None or member.info.isdir():
+            return None
+
+        script = {"member": member.name, "kind": kind, **details}
+        if member.reader is None:
+            self.findings.scripts.append({**script, "text": None, "link_target": member.info.linkname or None})
+            return None
+        budget = min(self.check.max_text_bytes_per_file, self.check.max_text_bytes_total - self.findings.text_bytes)
+        return _PrefixSink(max(budget, 0), lambda prefix, digest, size: self._add(script, budget, prefix, digest, size))
+
+    def is_done(self) -> bool:
+        return False
+
+    def finish(self, error: Exception | None) -> CheckResult:
+        if isinstance(error, ArchiveError):
             return CheckResult(
                 CheckOutcome.FAIL,
-                f"archive could not be read to its end, so its scripts are unchecked: {exc}",
-                {"filename": context.filename},
+                f"archive could not be read to its end, so its scripts are unchecked: {error}",
+                {"filename": self.filename},
             )
-        return _result(findings)
+        if error is not None:
+            raise error
+        return _result(self.findings)
 
-    def _inspect(self, findings: _Findings, member: PackageMember, package_name: str | None) -> None:
-        if member.component == "info":
-            _record_info_file(findings, member)
-            return
-        kind, details = _classify(member.name, package_name)
-        if kind is None or member.info.isdir():
-            return
-        findings.scripts.append({"member": member.name, "kind": kind, **details, **self._content(findings, member)})
-
-    def _content(self, findings: _Findings, member: PackageMember) -> dict[str, Any]:
-        if member.reader is None:
-            return {"text": None, "link_target": member.info.linkname or None}
-
-        budget = min(self.max_text_bytes_per_file, self.max_text_bytes_total - findings.text_bytes)
-        text, digest = _read_prefix(member.reader, max(budget, 0))
-        findings.text_bytes += len(text)
+    def _add(self, script: dict[str, Any], budget: int, text: bytes, digest: str, size: int) -> None:
+        self.findings.text_bytes += len(text)
         content: dict[str, Any] = {
-            "size": member.reader.received,
+            "size": size,
             "sha256": digest,
             "text": text.decode("utf-8", "replace") if budget > 0 else None,
-            "truncated": len(text) < member.reader.received,
+            "truncated": len(text) < size,
         }
         if budget <= 0:
-            content["omitted"] = f"the evidence already holds {self.max_text_bytes_total} bytes of script text"
-        return content
+            content["omitted"] = f"the evidence already holds {self.check.max_text_bytes_total} bytes of script text"
+        self.findings.scripts.append({**script, **content})
+
+
+class _PrefixSink:
+    """Hash a whole member and keep its first `keep` bytes, then pass both and the size to `on_end`."""
+
+    def __init__(self, keep: int, on_end: Callable[[bytes, str, int], None]):
+        self.keep = keep
+        self.on_end = on_end
+        self.prefix = bytearray()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        if len(self.prefix) < self.keep:
+            self.prefix += chunk[: self.keep - len(self.prefix)]
+
+    def end(self) -> None:
+        self.on_end(bytes(self.prefix), self.digest.hexdigest(), self.size)
 
 
 def _package_name(context: CheckContext) -> str | None:
@@ -154,31 +194,22 @@ def _classify(name: str, package_name: str | None) -> tuple[str | None, dict[str
     return None, {}
 
 
-def _read_prefix(reader: MemberReader, keep: int) -> tuple[bytes, str]:
-    """Hash the whole member and return its first `keep` bytes with the sha256."""
-    prefix = bytearray()
-    digest = hashlib.sha256()
-    for chunk in reader.chunks():
-        digest.update(chunk)
-        if len(prefix) < keep:
-            prefix += chunk[: keep - len(prefix)]
-    return bytes(prefix), digest.hexdigest()
-
-
-def _record_info_file(findings: _Findings, member: PackageMember) -> None:
+def _record_info_file(findings: _Findings, member: PackageMember) -> BytesSink | None:
     if member.reader is None or member.name not in (LINK_JSON, HAS_PREFIX):
-        return
+        return None
     key = "link_json" if member.name == LINK_JSON else "has_prefix"
     if member.reader.size > MAX_INFO_FILE_BYTES:
         findings.info[key] = {"omitted": f"{member.reader.size} bytes, over the {MAX_INFO_FILE_BYTES}-byte cap"}
-        return
+        return None
 
-    raw = member.reader.read()
-    if member.name == LINK_JSON:
-        findings.info[key] = _summarise_link_json(raw)
-    else:
-        lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
-        findings.info[key] = {"count": len(lines), "entries": lines[:MAX_LISTED_NAMES]}
+    member.reader.check_fits_in_memory()
+    summarise = _summarise_link_json if member.name == LINK_JSON else _summarise_has_prefix
+    return BytesSink(lambda raw: findings.info.update({key: summarise(raw)}))
+
+
+def _summarise_has_prefix(raw: bytes) -> dict[str, Any]:
+    lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+    return {"count": len(lines), "entries": lines[:MAX_LISTED_NAMES]}
 
 
 def _summarise_link_json(raw: bytes) -> dict[str, Any]:
