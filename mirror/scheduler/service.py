@@ -27,8 +27,8 @@ from mirror.ops.notify import Notifier
 from mirror.scheduler.jobs import CycleRunner, build_scheduler, schedule_upstreams, sync_lease
 from mirror.scheduler.leader import LeaseStore
 from mirror.scheduler.reload import WhitelistWatcher
-from mirror.server.app import ServerStartError, create_app, create_runner
-from mirror.server.ops import SYNC_TRIGGER_KEY, add_ops_routes, metrics_middleware
+from mirror.server.app import create_app, start_server
+from mirror.server.ops import SYNC_TRIGGER_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ async def start_service(config: MirrorConfig) -> MirrorService:
             logger.info("scheduler.enabled is false: syncs run only when triggered")
 
         service = MirrorService(context, runner, scheduler, scheduled)
-        service.web_runner, service.base_url = await _start_http(config, context, service)
+        service.web_runner, service.base_url = await _start_http(config, service)
     except BaseException:
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
@@ -136,34 +136,10 @@ def _close_abandoned_runs(context: MirrorContext, leases: LeaseStore) -> None:
         logger.warning("marked %d run(s) left by an ended process as interrupted", closed)
 
 
-async def _start_http(config: MirrorConfig, context: MirrorContext, service: MirrorService) -> tuple[web.AppRunner, str]:
+async def _start_http(config: MirrorConfig, service: MirrorService) -> tuple[web.AppRunner, str]:
     app = create_app(config)
-    _install_ops(app, context)
     app[SYNC_TRIGGER_KEY] = service.trigger
-
-    web_runner = create_runner(app)
-    await web_runner.setup()
-    try:
-        site = web.TCPSite(web_runner, config.server.host, config.server.port)
-        await site.start()
-    except OSError as exc:
-        await web_runner.cleanup()
-        raise ServerStartError(
-            f"could not listen on {config.server.host}:{config.server.port}: {exc.strerror}; "
-            "pick another port with --port or server.port"
-        ) from None
-
-    host, port = web_runner.addresses[0][:2]
-    shown = f"[{host}]" if ":" in host else host
-    return web_runner, f"http://{shown}:{port}"
-
-
-def _install_ops(app: web.Application, context: MirrorContext) -> None:
-    # NOTE: once create_app adds the ops routes and middleware itself, only the trigger key is left here.
-    if any(getattr(route.resource, "canonical", None) == "/metrics" for route in app.router.routes()):
-        return
-    app.middlewares.append(metrics_middleware)
-    add_ops_routes(app, engine=context.catalog.engine)
+    return await start_server(config, app)
 
 
 async def _poll_whitelist(watcher: WhitelistWatcher, seconds: float) -> None:

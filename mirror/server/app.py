@@ -123,10 +123,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def start_server(config: MirrorConfig) -> tuple[web.AppRunner, str]:
-    """Start serving on `config.server.host` and port; return the runner and the base URL.
+async def start_server(config: MirrorConfig, app: web.Application | None = None) -> tuple[web.AppRunner, str]:
+    """Start serving `app` (by default `create_app(config)`) on `config.server.host` and port.
 
-    The caller owns the runner and must `await runner.cleanup()`.
+    Returns the runner and the base URL. The caller owns the runner and
+    must `await runner.cleanup()`.
     """
     if not config.channels_dir.is_dir():
         logger.warning(
@@ -134,7 +135,7 @@ async def start_server(config: MirrorConfig) -> tuple[web.AppRunner, str]:
             config.channels_dir,
         )
 
-    runner = create_runner(create_app(config))
+    runner = create_runner(app if app is not None else create_app(config))
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)
