@@ -1,10 +1,10 @@
 """Write a sync's selection into the catalog.
 
-New files become `discovered` artifacts; a changed upstream record is
-taken over (a metadata hotfix) or, when its size or hashes changed,
-starts the file over; memberships are created for new selections and
-retired for files the whitelist no longer selects or upstream removed.
-Every change is an audit event.
+New files become `discovered` artifacts. A changed upstream record is
+taken over as a metadata hotfix, unless its size or hashes changed, which
+starts the file over. Memberships are created for new selections and
+retired for files that the whitelist no longer selects or that upstream
+removed. Every change is an audit event.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ IDENTITY_FIELDS = ("sha256", "md5", "size")
 
 @dataclass
 class UpstreamPlan:
-    """What one upstream's entries select, per channel, with raw records."""
+    """The files one upstream's entries select, per channel, with their raw records."""
 
     name: str
     chosen: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)

@@ -87,7 +87,7 @@ class PublishJob:
         return held
 
     def _channel_subdirs(self) -> dict[str, set[str]]:
-        """Every subdir a channel exposes: those its whitelist entries sync, plus noarch."""
+        """Return every subdir each channel exposes: those its whitelist entries sync, plus noarch."""
         try:
             entries = load_whitelist(self.config)
         except ConfigError as exc:

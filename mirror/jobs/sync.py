@@ -2,8 +2,8 @@
 
 The selection is written to the catalog before any download starts, and
 each verified file is committed as soon as it is stored. A crash or
-Ctrl-C therefore loses at most the files in flight: the next run sees
-what is stored and fetches only the rest. Publishing is a separate step,
+Ctrl-C therefore loses at most the files in flight, and the next run
+finds what is stored and fetches only the rest. Publishing is a separate step,
 so an interrupted sync never changes what clients see.
 """
 

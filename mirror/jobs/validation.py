@@ -116,7 +116,7 @@ class ValidationJob:
                 checks = self._checks_for(artifact)
                 stored = self._current_results(artifact, checks)
                 if any(r.outcome == CheckOutcome.FAIL for r in stored.values()):
-                    continue  # the failure stands until the file or the check changes
+                    continue  # the failure remains until the file or the check changes
                 done = {key for key, r in stored.items() if r.outcome != CheckOutcome.ERROR}
                 todo = [check for check in checks if (check.name, check.version) not in done]
                 if not todo:

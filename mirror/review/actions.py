@@ -3,7 +3,7 @@
 These functions change the catalog only; the next publish carries the
 change to the channel index. Every one requires a comment, because an
 audit trail without reasons cannot be reviewed later. Errors are
-`ReviewError`s whose message says what to do instead.
+`ReviewError`s whose message states what to do instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REJECTABLE = frozenset({MembershipState.PENDING, MembershipState.PASSED, Members
 
 
 class ReviewError(MirrorError):
-    """A review action is not allowed; the message says why and what to do."""
+    """A review action is not allowed; the message gives the reason and what to do."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Choose the upstream files one whitelist entry asks for.
+"""Choose the upstream files that one whitelist entry selects.
 
 Rules, in order of strength:
 1. `exclude` always wins, and files on upstream's `removed` list are never chosen.
