@@ -23,4 +23,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[${EXTRAS:-}]"
+if [ -n "${EXTRAS:-}" ]; then
+    .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
+else
+    .venv/bin/python -m pip install --quiet -e .
+fi

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import shutil
-import textwrap
 from pathlib import Path
 
 import click
@@ -154,7 +154,7 @@ async def _serve(config, folder: Path, keep_serving: bool) -> None:
             f"try: {prefix / 'bin' / 'demo-tool'}",
             highlight=False,
         )
-        _print_client_commands(Console(), channel_url, folder)
+        _print_client_commands(Console(), channel_url, folder, keep_serving)
         if keep_serving:
             console.print(f"serving {channel_url}; press Ctrl-C to stop", highlight=False)
             await asyncio.Event().wait()
@@ -180,21 +180,30 @@ async def _install_from(channel_url: str, folder: Path) -> Path:
     return prefix
 
 
-def _print_client_commands(console: Console, channel_url: str, folder: Path) -> None:
-    console.print(
-        textwrap.dedent(
-            f"""
-            Install from the internal channel with any conda client:
-              conda create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}
-              mamba create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}
-              pixi init demo-project -c {channel_url} && pixi add --manifest-path demo-project/pixi.toml {DEMO_SPEC}
-            Review the packages waiting in channel '{REVIEW_CHANNEL_NAME}' on the dashboard:
-              {channel_url.rsplit('/', 1)[0]}/dashboard/
-              sign in as '{REVIEWER}' with the password in {folder / 'reviewer-password.txt'}
-            See what the mirror did:
-              mirror --config {folder / 'mirror.yaml'} status
-            """
-        ),
-        highlight=False,
-        soft_wrap=True,
-    )
+def _print_client_commands(console: Console, channel_url: str, folder: Path, serving: bool) -> None:
+    mirror = _mirror_command()
+    config = folder / "mirror.yaml"
+    lines = [""]
+    if not serving:
+        lines += ["This run did not keep the server; start it with:", f"  {mirror} --config {config} serve"]
+    lines += [
+        "Install from the internal channel with any conda client:",
+        f"  conda create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}",
+        f"  mamba create -p ./demo-env --override-channels -c {channel_url} {DEMO_SPEC}",
+        f"  pixi init demo-project -c {channel_url} && pixi add --manifest-path demo-project/pixi.toml {DEMO_SPEC}",
+        f"Review the packages waiting in channel '{REVIEW_CHANNEL_NAME}' on the dashboard:",
+        f"  {channel_url.rsplit('/', 1)[0]}/dashboard/",
+        f"  sign in as '{REVIEWER}' with the password in {folder / 'reviewer-password.txt'}",
+        "See what the mirror did:",
+        f"  {mirror} --config {config} status",
+    ]
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _mirror_command() -> str:
+    """Return how to run `mirror` again: the running script's path unless `mirror` is on PATH."""
+    script = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("mirror")
+    if on_path and Path(on_path).resolve() == script:
+        return "mirror"
+    return str(script) if script.name == "mirror" else f"{sys.executable} -m mirror"

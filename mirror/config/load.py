@@ -23,7 +23,7 @@ from mirror.selection.specs import InvalidSpecError, parse_spec
 def load_config(path: str | os.PathLike[str]) -> MirrorConfig:
     """Read and check `mirror.yaml`; relative paths are taken from its folder."""
     source = Path(path).resolve()
-    document = _read_yaml(source)
+    document = _read_yaml(source, "create it, or name it with --config or $MIRROR_CONFIG")
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the file must contain a mapping of settings, such as 'upstreams:'")
 
@@ -60,7 +60,7 @@ def load_config(path: str | os.PathLike[str]) -> MirrorConfig:
 def load_whitelist(config: MirrorConfig, path: Path | None = None) -> list[WhitelistEntry]:
     """Read the whitelist named by `config` and check it against the configured names."""
     source = (path or config.whitelist).resolve()
-    document = _read_yaml(source)
+    document = _read_yaml(source, f"create it, or set 'whitelist:' in {config.source or 'mirror.yaml'} to its path")
     if document is None:
         return []
     if not isinstance(document, list):
@@ -126,17 +126,17 @@ def _check_entry(
     return problems
 
 
-def _read_yaml(source: Path) -> Any:
+def _read_yaml(source: Path, missing_hint: str) -> Any:
     if not source.is_file():
-        raise ConfigError(f"{source}: file not found; create it or pass its path with --config")
+        raise ConfigError(f"{source}: file not found; {missing_hint}")
     yaml = YAML(typ="rt")
     try:
         with source.open("r", encoding="utf-8") as stream:
             return yaml.load(stream)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{source}: {line}invalid YAML: {exc.problem}") from None
+        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}; fix the syntax at that line") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: the file is not UTF-8 text") from None
 

@@ -23,11 +23,12 @@ from mirror.config.schema import MirrorConfig
 from mirror.publish import PublishedFile, publish_channel
 from mirror.server.app import start_server
 from mirror.store.filesystem import FilesystemBlobStore
+from tests.support.corpus import CORPUS_DIR, require_corpus
 from tests.support.slapd import ADMINS_DN, READERS_MAIN_DN, SPECIAL_PASSWORD, USERS, ldap_settings
 
 pytestmark = pytest.mark.real_component
 
-CORPUS_SUBDIR = Path("/work/shared/corpus/channels/conda-format-repo/linux-64")
+CORPUS_SUBDIR = CORPUS_DIR / "channels/conda-format-repo/linux-64"
 PACKAGE = "zlib-1.2.11-h7b6447c_3.conda"
 BREAK_GLASS_PASSWORD = "break-glass-pass"
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -51,6 +52,7 @@ class Served:
 
 def publish_main(config: MirrorConfig, tmp_path: Path) -> None:
     """Publish one corpus package into channel `main` through the real blob store."""
+    require_corpus()
     upstream = json.loads((CORPUS_SUBDIR / "repodata.json").read_bytes())
     record = upstream["packages.conda"][PACKAGE]
     store = FilesystemBlobStore(config.store_dir)

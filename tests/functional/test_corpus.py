@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,13 @@ from mirror.selection import SubdirIndex, select_entry
 from mirror.server.app import start_server
 from tests.functional.helpers import Mirror
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.corpus import require_corpus
 
-CORPUS = Path(os.environ.get("MIRROR_CORPUS_DIR", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
 
 
 @pytest.fixture(scope="module")
 def corpus() -> Path:
-    if not (CORPUS / "MANIFEST.md").is_file():
-        pytest.fail(f"the shared corpus is missing at {CORPUS}; set MIRROR_CORPUS_DIR to its folder")
-    return CORPUS
+    return require_corpus()
 
 
 def corpus_mirror(folder: Path, url: str, subdirs: str, whitelist: str, channels: str = "  main: {approval: auto}") -> Mirror:

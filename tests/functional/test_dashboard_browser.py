@@ -166,7 +166,7 @@ async def test_reader_denied(browser, site):
     await shot(page, "13-reader-denied")
 
     # A reader who posts the form anyway (with a valid CSRF token) is refused by the route.
-    await page.goto(f"/dashboard/channels/main?state=passed")
+    await page.goto("/dashboard/channels/main?state=passed")
     token = await page.locator("input[name=csrf_token]").first.get_attribute("value")
     result = await page.request.post(f"/dashboard/packages/{package}/approve",
                                      form={"comment": "sneaky", "csrf_token": token}, max_redirects=0)

@@ -19,8 +19,9 @@ from mirror.config.schema import MirrorConfig, ServerConfig
 from mirror.publish import PublishedFile, publish_channel
 from mirror.server import create_app, runner_options, serve
 from mirror.store.filesystem import FilesystemBlobStore
+from tests.support.corpus import CORPUS_DIR, require_corpus
 
-CORPUS_SUBDIR = Path("/work/shared/corpus/channels/conda-format-repo/linux-64")
+CORPUS_SUBDIR = CORPUS_DIR / "channels/conda-format-repo/linux-64"
 CONDA_FILE = "zlib-1.2.11-h7b6447c_3.conda"
 TAR_BZ2_FILE = "zlib-1.2.11-h7b6447c_3.tar.bz2"
 OUTSIDE_FILE = "outside-1.0-0.conda"
@@ -48,6 +49,7 @@ def config(tmp_path: Path) -> MirrorConfig:
 @pytest.fixture
 def channel(config: MirrorConfig, tmp_path: Path) -> Path:
     """Publish the two zlib files of the corpus channel into `main`, through the real blob store."""
+    require_corpus()
     upstream = json.loads((CORPUS_SUBDIR / "repodata.json").read_bytes())
     records = {
         CONDA_FILE: upstream["packages.conda"][CONDA_FILE],

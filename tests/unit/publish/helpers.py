@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mirror.publish import PublishedFile
+from tests.support.corpus import CORPUS_DIR, require_corpus
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = CORPUS_DIR
 ANACONDA_MAIN_NOARCH = CORPUS / "repodata/anaconda-main/noarch/repodata.json"
 ANACONDA_R_LINUX_64 = CORPUS / "repodata/anaconda-r/linux-64/repodata.json"
 
@@ -65,4 +66,6 @@ class RecordingLinker:
 
 
 def load_json(path: Path) -> Any:
+    if path.is_relative_to(CORPUS_DIR):
+        require_corpus()
     return json.loads(path.read_bytes())

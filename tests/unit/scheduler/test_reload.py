@@ -70,7 +70,7 @@ def test_restart_uses_stored_whitelist(config, catalog):
     restarted = WhitelistWatcher(config, catalog)
     restarted.start()
     assert [entry.packages for entry in restarted.entries] == [["numpy"]]
-    assert "line 2: invalid YAML" in whitelist_status(catalog).error
+    assert "whitelist.yaml:2: invalid YAML" in whitelist_status(catalog).error
 
 
 def test_missing_whitelist_has_no_entries(config, catalog):

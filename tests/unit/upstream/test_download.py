@@ -19,6 +19,7 @@ from mirror.errors import (
     UpstreamError,
 )
 from mirror.upstream import ExpectedFile, UpstreamClient
+from tests.support.corpus import CORPUS_DIR, require_corpus
 from tests.support.fake_upstream import FakeUpstream, Fault
 from tests.unit.upstream.conftest import (
     BIG_FILENAME,
@@ -30,7 +31,7 @@ from tests.unit.upstream.conftest import (
 )
 
 BIG_PATH = f"/{SUBDIR}/{BIG_FILENAME}"
-CORPUS_CHANNEL = Path("/work/shared/corpus/channels/conda-format-repo")
+CORPUS_CHANNEL = CORPUS_DIR / "channels/conda-format-repo"
 
 
 def client_for(url: str, tmp_dir: Path, **overrides: object) -> UpstreamClient:
@@ -397,6 +398,7 @@ async def test_download_file_url_mismatch(channel: Channel, tmp_path: Path) -> N
 
 
 async def test_download_corpus_channel(tmp_path: Path) -> None:
+    require_corpus()
     repodata = json.loads((CORPUS_CHANNEL / SUBDIR / "repodata.json").read_text())
     filename = "zlib-1.2.11-h7b6447c_3.conda"
     record = repodata["packages.conda"][filename]

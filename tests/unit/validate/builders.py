@@ -10,7 +10,6 @@ import bz2
 import hashlib
 import io
 import json
-import os
 import random
 import re
 import tarfile
@@ -24,8 +23,6 @@ import zstandard
 from mirror.demo.packages import PackageSpec, TarMember, build_members
 from mirror.demo.packages import write_package as write_demo_package
 from mirror.validate.result import CheckContext
-
-CORPUS_DIR = Path(os.environ.get("MIRROR_CORPUS_DIR", "/work/shared/corpus"))
 
 Members = Iterable[tuple[str, bytes]]
 

@@ -7,14 +7,14 @@ import pytest
 
 from mirror.validate.result import CheckContext
 
-from .builders import CORPUS_DIR, repodata_records
+from tests.support.corpus import require_corpus
+
+from .builders import repodata_records
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not (CORPUS_DIR / "MANIFEST.md").is_file():
-        pytest.fail(f"test corpus not found at {CORPUS_DIR}; set MIRROR_CORPUS_DIR to its folder")
-    return CORPUS_DIR
+    return require_corpus()
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from conda_package_streaming.package_streaming import stream_conda_info
 from mirror.catalog.models import CheckOutcome
 from mirror.validate import CheckContext, default_checks, run_checks
 
-from .builders import CORPUS_DIR, repodata_records
+from tests.support.corpus import CORPUS_DIR
+
+from .builders import repodata_records
 
 
 def channel_packages() -> list[str]:

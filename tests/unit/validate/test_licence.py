@@ -13,7 +13,7 @@ from mirror.validate.checks.licence import LicenceCheck
 from mirror.validate.licences import evaluate_licence, normalise_licence
 from mirror.validate.result import CheckContext
 
-from .builders import CORPUS_DIR
+from tests.support.corpus import CORPUS_DIR
 
 PERMISSIVE = LicencePolicy(allow=["Apache-2.0", "BSD-*", "MIT"])
 

@@ -11,9 +11,9 @@ from mirror.catalog.models import CheckOutcome
 from mirror.validate.checks.paths import PathsCheck
 from mirror.validate.package_reader import ArchiveLimits
 from mirror.validate.result import CheckContext
+from tests.support.corpus import CORPUS_DIR
 
 from .builders import (
-    CORPUS_DIR,
     HOSTILE_FORMATS,
     TarMember,
     demo_package,

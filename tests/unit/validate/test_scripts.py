@@ -10,7 +10,9 @@ from mirror.catalog.models import CheckOutcome
 from mirror.validate.checks.scripts import ScriptsCheck
 from mirror.validate.result import CheckContext
 
-from .builders import CORPUS_DIR, HOSTILE_FORMATS, TarMember, demo_package, isolate_working_folder
+from tests.support.corpus import CORPUS_DIR
+
+from .builders import HOSTILE_FORMATS, TarMember, demo_package, isolate_working_folder
 
 POST_LINK = b"#!/bin/bash\necho installed >> \"$PREFIX/.messages.txt\"\n"
 
