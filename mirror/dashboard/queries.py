@@ -388,6 +388,11 @@ class AuditFilter:
     def as_params(self) -> dict[str, str]:
         return {key: value for key, value in vars(self).items() if value}
 
+    @classmethod
+    def from_query(cls, query) -> AuditFilter:
+        """Build a filter from request query parameters, trimmed and capped at 255 characters."""
+        return cls(**{key: (query.get(key) or "").strip()[:255] or None for key in ("actor", "action", "channel", "text")})
+
 
 def audit_page(session: Session, audit_filter: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
     """Return audit events that match `audit_filter`, newest first, with the file each concerns."""

@@ -88,9 +88,7 @@ async def whitelist_page(request: web.Request) -> web.Response:
 
 @requires(Access.ADMIN)
 async def audit_page(request: web.Request) -> web.Response:
-    audit_filter = queries.AuditFilter(**{
-        key: (request.query.get(key) or "").strip()[:255] or None for key in ("actor", "action", "channel", "text")
-    })
+    audit_filter = queries.AuditFilter.from_query(request.query)
     try:
         page = await in_thread(request.app[SERVICE_KEY].audit, audit_filter, queries.page_from(request.query))
     except queries.QueryError as exc:

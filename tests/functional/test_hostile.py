@@ -85,6 +85,17 @@ def build_hostile_upstream(root: Path) -> Path:
     return root
 
 
+def assert_only_good_published(mirror: Mirror) -> None:
+    """Check that only the clean package is published and each hostile one is kept out by its check."""
+    assert mirror.published() == {"good-1.0-0.conda"}
+    states = {m.artifact.name: m for m in mirror.memberships()}
+    assert set(states) == set(EXPECTED) | {"good"}
+    for name, (check, state) in EXPECTED.items():
+        membership = states[name]
+        assert membership.state == state, f"{name}: {membership.state} {membership.reason}"
+        assert f"{check}:" in membership.reason, f"{name}: {membership.reason}"
+
+
 @pytest.mark.real_component
 def test_hostile_upstream_rejected(tmp_path):
     root = build_hostile_upstream(tmp_path / "upstream")
@@ -103,14 +114,7 @@ def test_hostile_upstream_rejected(tmp_path):
         result = mirror.cli("run")
 
     assert result.exit_code == 0, result.output
-    assert mirror.published() == {"good-1.0-0.conda"}
-
-    states = {m.artifact.name: m for m in mirror.memberships()}
-    assert set(states) == set(EXPECTED) | {"good"}
-    for name, (check, state) in EXPECTED.items():
-        membership = states[name]
-        assert membership.state == state, f"{name}: {membership.state} {membership.reason}"
-        assert f"{check}:" in membership.reason, f"{name}: {membership.reason}"
+    assert_only_good_published(mirror)
 
     # Nothing escaped: the hostile paths were judged from tar headers, never written.
     assert not Path(f"/tmp/{ESCAPE_MARK}-abs").exists()
