@@ -53,10 +53,39 @@ def _require_comment(comment: str | None) -> str:
     return text
 
 
+def twins_of(session: Session, membership: ChannelMembership) -> list[ChannelMembership]:
+    """Return the membership of the same build in the other archive format, in the same channel and state.
+
+    A build listed as both `.conda` and `.tar.bz2` is one decision for a
+    reviewer, so every action applies to both files.
+    """
+    artifact = membership.artifact
+    stem = artifact.filename.removesuffix(".tar.bz2").removesuffix(".conda")
+    other = f"{stem}.tar.bz2" if artifact.filename.endswith(".conda") else f"{stem}.conda"
+    twin = session.scalar(
+        select(ChannelMembership).join(Artifact).filter(
+            ChannelMembership.channel == membership.channel,
+            ChannelMembership.state == membership.state,
+            Artifact.upstream == artifact.upstream,
+            Artifact.subdir == artifact.subdir,
+            Artifact.filename == other,
+        )
+    )
+    return [twin] if twin is not None else []
+
+
 def approve(session: Session, config: MirrorConfig, membership_id: int, actor: str, comment: str) -> ActionResult:
-    """Record one reviewer's approval; the package is approved once the channel has enough of them."""
+    """Record one reviewer's approval of a build (both formats); it is approved once the channel has enough."""
     comment = _require_comment(comment)
     membership = _load(session, membership_id)
+    twins = twins_of(session, membership)
+    result = _approve_one(session, config, membership, actor, comment)
+    for twin in twins:
+        _approve_one(session, config, twin, actor, comment)
+    return result
+
+
+def _approve_one(session: Session, config: MirrorConfig, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
     key = membership.artifact.key
     if membership.state not in APPROVABLE:
         raise ReviewError(
@@ -85,9 +114,17 @@ def approve(session: Session, config: MirrorConfig, membership_id: int, actor: s
 
 
 def reject(session: Session, membership_id: int, actor: str, comment: str) -> ActionResult:
-    """Reject a package in one channel; an approved one leaves the index at the next publish."""
+    """Reject a build (both formats) in one channel; an approved one leaves the index at the next publish."""
     comment = _require_comment(comment)
     membership = _load(session, membership_id)
+    twins = twins_of(session, membership)
+    result = _reject_one(session, membership, actor, comment)
+    for twin in twins:
+        _reject_one(session, twin, actor, comment)
+    return result
+
+
+def _reject_one(session: Session, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
     if membership.state not in REJECTABLE:
         raise ReviewError(f"{membership.artifact.key} is {membership.state.value} in channel {membership.channel} and cannot be rejected")
     membership.state = MembershipState.REJECTED
@@ -99,9 +136,17 @@ def reject(session: Session, membership_id: int, actor: str, comment: str) -> Ac
 
 
 def revoke(session: Session, membership_id: int, actor: str, comment: str) -> ActionResult:
-    """Withdraw an approval: the package goes back to the review queue and leaves the index at the next publish."""
+    """Withdraw an approval of a build (both formats): back to the review queue, out of the index at the next publish."""
     comment = _require_comment(comment)
     membership = _load(session, membership_id)
+    twins = twins_of(session, membership)
+    result = _revoke_one(session, membership, actor, comment)
+    for twin in twins:
+        _revoke_one(session, twin, actor, comment)
+    return result
+
+
+def _revoke_one(session: Session, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
     if membership.state != MembershipState.APPROVED:
         raise ReviewError(f"{membership.artifact.key} is not approved in channel {membership.channel}; nothing to revoke")
     membership.state = MembershipState.PASSED

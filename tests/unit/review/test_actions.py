@@ -93,3 +93,24 @@ def test_promote_creates_pending_in_target(catalog, config):
             promote(session, config, membership_id, "prod", "bob", "again")
         with pytest.raises(ReviewError, match="unknown channel"):
             promote(session, config, membership_id, "nope", "bob", "x")
+
+
+def test_twin_formats_decided_together(catalog, config):
+    with catalog.session() as session:
+        ids = []
+        for filename in ("pkg-1.0-0.conda", "pkg-1.0-0.tar.bz2"):
+            artifact = Artifact(upstream="up", subdir="noarch", filename=filename, name="pkg", version="1.0",
+                                build="0", build_number=0, record={"name": "pkg"})
+            session.add(artifact)
+            session.flush()
+            membership = ChannelMembership(channel="dev", artifact_id=artifact.id, state=MembershipState.APPROVED)
+            session.add(membership)
+            session.flush()
+            ids.append(membership.id)
+
+        revoke(session, ids[0], "alice", "recheck")
+        assert [session.get(ChannelMembership, i).state for i in ids] == [MembershipState.PASSED] * 2
+        approve(session, config, ids[1], "bob", "fine")
+        assert [session.get(ChannelMembership, i).state for i in ids] == [MembershipState.APPROVED] * 2
+        reject(session, ids[0], "alice", "withdrawn upstream")
+        assert [session.get(ChannelMembership, i).state for i in ids] == [MembershipState.REJECTED] * 2
