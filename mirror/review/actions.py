@@ -157,10 +157,18 @@ def _revoke_one(session: Session, membership: ChannelMembership, actor: str, com
 
 
 def promote(session: Session, config: MirrorConfig, membership_id: int, target: str, actor: str, comment: str) -> ActionResult:
-    """Offer an approved package to another channel; the target channel's own checks and policy decide."""
+    """Offer an approved build (both formats) to another channel; the target's own checks and policy decide."""
     comment = _require_comment(comment)
     membership = _load(session, membership_id)
     _channel(config, target)
+    twins = twins_of(session, membership)
+    result = _promote_one(session, membership, target, actor, comment)
+    for twin in twins:
+        _promote_one(session, twin, target, actor, comment)
+    return result
+
+
+def _promote_one(session: Session, membership: ChannelMembership, target: str, actor: str, comment: str) -> ActionResult:
     if membership.state != MembershipState.APPROVED:
         raise ReviewError(f"only approved packages can be promoted; {membership.artifact.key} is {membership.state.value} in {membership.channel}")
     if target == membership.channel:

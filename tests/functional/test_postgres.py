@@ -199,19 +199,16 @@ def test_review_actions_on_postgres(tmp_path, postgres_url):
         with catalog.session() as session:
             second = approve(session, config, membership_id, "bob", "files read")
             promoted = promote(session, config, membership_id, "prod", "bob", "needed in prod")
-        with catalog.session() as session:
-            other_id = find_membership(session, "main", "data-1.1-0.tar.bz2").id
-            rejected = reject(session, other_id, "alice", "one format is enough")
     finally:
         catalog.close()
 
+    # Both formats of the build were decided together.
     assert first.state == MembershipState.PASSED
     assert second.state == MembershipState.APPROVED
-    assert rejected.state == MembershipState.REJECTED
     assert promoted.state == MembershipState.PENDING
     assert mirror.cli("validate").exit_code == 0
     assert mirror.cli("publish").exit_code == 0
-    assert mirror.published("main") == {"data-1.1-0.conda"}
+    assert mirror.published("main") == {"data-1.1-0.conda", "data-1.1-0.tar.bz2"}
     states = {(m.channel, m.artifact.filename): m.state for m in mirror.memberships()}
     assert states[("prod", "data-1.1-0.conda")] == MembershipState.PASSED
 
@@ -219,8 +216,14 @@ def test_review_actions_on_postgres(tmp_path, postgres_url):
     try:
         with catalog.session() as session:
             revoked = revoke(session, membership_id, "carol", "licence unclear after all")
+        with catalog.session() as session:
+            other_id = find_membership(session, "main", "data-1.1-0.tar.bz2").id
+            rejected = reject(session, other_id, "alice", "not needed after all")
     finally:
         catalog.close()
+    assert rejected.state == MembershipState.REJECTED
+    states = {(m.channel, m.artifact.filename): m.state for m in mirror.memberships()}
+    assert states[("main", "data-1.1-0.conda")] == MembershipState.REJECTED
     assert revoked.state == MembershipState.PASSED
     assert mirror.cli("publish").exit_code == 0
     assert mirror.published("main") == set()
