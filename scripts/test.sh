@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        apt-get install -y -qq "${missing[@]}"
     else
         echo "note: ${missing[*]} missing and cannot be installed here (needs root and apt-get);" \
              "install these Debian packages, or the tests that need them are skipped" >&2
