@@ -9,6 +9,7 @@ audit trail without reasons cannot be reviewed later. Errors are
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -74,15 +75,25 @@ def twins_of(session: Session, membership: ChannelMembership) -> list[ChannelMem
     return [twin] if twin is not None else []
 
 
-def approve(session: Session, config: MirrorConfig, membership_id: int, actor: str, comment: str) -> ActionResult:
-    """Record one reviewer's approval of a build (both formats); it is approved once the channel has enough."""
+def _on_build(
+    session: Session,
+    membership_id: int,
+    comment: str,
+    act: Callable[[ChannelMembership, str], ActionResult],
+) -> ActionResult:
+    """Apply `act` to a membership and to its other-format twin; return the first result."""
     comment = _require_comment(comment)
     membership = _load(session, membership_id)
     twins = twins_of(session, membership)
-    result = _approve_one(session, config, membership, actor, comment)
+    result = act(membership, comment)
     for twin in twins:
-        _approve_one(session, config, twin, actor, comment)
+        act(twin, comment)
     return result
+
+
+def approve(session: Session, config: MirrorConfig, membership_id: int, actor: str, comment: str) -> ActionResult:
+    """Record one reviewer's approval of a build (both formats); it is approved once the channel has enough."""
+    return _on_build(session, membership_id, comment, lambda m, c: _approve_one(session, config, m, actor, c))
 
 
 def _approve_one(session: Session, config: MirrorConfig, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
@@ -115,13 +126,7 @@ def _approve_one(session: Session, config: MirrorConfig, membership: ChannelMemb
 
 def reject(session: Session, membership_id: int, actor: str, comment: str) -> ActionResult:
     """Reject a build (both formats) in one channel; an approved one leaves the index at the next publish."""
-    comment = _require_comment(comment)
-    membership = _load(session, membership_id)
-    twins = twins_of(session, membership)
-    result = _reject_one(session, membership, actor, comment)
-    for twin in twins:
-        _reject_one(session, twin, actor, comment)
-    return result
+    return _on_build(session, membership_id, comment, lambda m, c: _reject_one(session, m, actor, c))
 
 
 def _reject_one(session: Session, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
@@ -137,13 +142,7 @@ def _reject_one(session: Session, membership: ChannelMembership, actor: str, com
 
 def revoke(session: Session, membership_id: int, actor: str, comment: str) -> ActionResult:
     """Withdraw an approval of a build (both formats): back to the review queue, out of the index at the next publish."""
-    comment = _require_comment(comment)
-    membership = _load(session, membership_id)
-    twins = twins_of(session, membership)
-    result = _revoke_one(session, membership, actor, comment)
-    for twin in twins:
-        _revoke_one(session, twin, actor, comment)
-    return result
+    return _on_build(session, membership_id, comment, lambda m, c: _revoke_one(session, m, actor, c))
 
 
 def _revoke_one(session: Session, membership: ChannelMembership, actor: str, comment: str) -> ActionResult:
@@ -158,14 +157,9 @@ def _revoke_one(session: Session, membership: ChannelMembership, actor: str, com
 
 def promote(session: Session, config: MirrorConfig, membership_id: int, target: str, actor: str, comment: str) -> ActionResult:
     """Offer an approved build (both formats) to another channel; the target's own checks and policy decide."""
-    comment = _require_comment(comment)
-    membership = _load(session, membership_id)
+    _require_comment(comment)
     _channel(config, target)
-    twins = twins_of(session, membership)
-    result = _promote_one(session, membership, target, actor, comment)
-    for twin in twins:
-        _promote_one(session, twin, target, actor, comment)
-    return result
+    return _on_build(session, membership_id, comment, lambda m, c: _promote_one(session, m, target, actor, c))
 
 
 def _promote_one(session: Session, membership: ChannelMembership, target: str, actor: str, comment: str) -> ActionResult:
