@@ -85,6 +85,16 @@ def build_hostile_upstream(root: Path) -> Path:
     return root
 
 
+HOSTILE_WHITELIST = "- upstream: up\n  channel: main\n  packages: ['good', 'evil-*', 'requests']\n"
+
+
+def write_advisories(folder: Path) -> Path:
+    """Write the test advisory as an OSV folder and return it."""
+    folder.mkdir()
+    (folder / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+    return folder
+
+
 def assert_only_good_published(mirror: Mirror) -> None:
     """Check that only the clean package is published and each hostile one is kept out by its check."""
     assert mirror.published() == {"good-1.0-0.conda"}
@@ -99,13 +109,11 @@ def assert_only_good_published(mirror: Mirror) -> None:
 @pytest.mark.real_component
 def test_hostile_upstream_rejected(tmp_path):
     root = build_hostile_upstream(tmp_path / "upstream")
-    advisories = tmp_path / "osv"
-    advisories.mkdir()
-    (advisories / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+    advisories = write_advisories(tmp_path / "osv")
 
     with FakeUpstream(root) as server:
         mirror = Mirror(tmp_path / "mirror").write(
-            server.url, "- upstream: up\n  channel: main\n  packages: ['good', 'evil-*', 'requests']\n",
+            server.url, HOSTILE_WHITELIST,
             channels=CHANNELS,
         )
         config = mirror.config_path.read_text() + "validation: {max_compression_ratio: 50}\n"
@@ -143,9 +151,7 @@ def test_advisory_import_retires_approved(tmp_path):
     (root / "noarch").mkdir()
     build_package(PackageSpec("requests", "2.0.0", files={"a.txt": b"a"}), root / "noarch", "conda")
     index_channel(root, ["linux-64", "noarch"])
-    advisories = tmp_path / "osv"
-    advisories.mkdir()
-    (advisories / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+    advisories = write_advisories(tmp_path / "osv")
 
     with FakeUpstream(root) as server:
         mirror = Mirror(tmp_path / "mirror").write(

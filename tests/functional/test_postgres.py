@@ -34,7 +34,15 @@ from mirror.demo.packages import PackageSpec, build_package
 from mirror.review.actions import ReviewError, approve, find_membership, promote, reject, revoke
 from mirror.scheduler.leader import LeaseStore
 from tests.functional.helpers import WHITELIST, Mirror, build_upstream, demo_like_specs
-from tests.functional.test_hostile import ADVISORY, CHANNELS, ESCAPE_MARK, assert_only_good_published, build_hostile_upstream
+from tests.functional.test_hostile import (
+    ADVISORY,
+    CHANNELS,
+    ESCAPE_MARK,
+    HOSTILE_WHITELIST,
+    assert_only_good_published,
+    build_hostile_upstream,
+    write_advisories,
+)
 from tests.support.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.real_component
@@ -158,13 +166,11 @@ def test_run_stores_aware_times(tmp_path, postgres_url):
 
 def test_hostile_upstream_on_postgres(tmp_path, postgres_url):
     root = build_hostile_upstream(tmp_path / "upstream")
-    advisories = tmp_path / "osv"
-    advisories.mkdir()
-    (advisories / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+    advisories = write_advisories(tmp_path / "osv")
 
     with FakeUpstream(root) as server:
         mirror = Mirror(tmp_path / "mirror").write(
-            server.url, "- upstream: up\n  channel: main\n  packages: ['good', 'evil-*', 'requests']\n",
+            server.url, HOSTILE_WHITELIST,
             channels=CHANNELS,
         )
         on_postgres(mirror, postgres_url)
@@ -313,9 +319,7 @@ def test_lease_race_one_winner(postgres_url, expired):
 def test_advisory_import_and_recheck(tmp_path, postgres_url):
     root = tmp_path / "upstream"
     build_requests_upstream(root)
-    advisories = tmp_path / "osv"
-    advisories.mkdir()
-    (advisories / "GHSA-test-0001.json").write_text(json.dumps(ADVISORY))
+    advisories = write_advisories(tmp_path / "osv")
 
     with FakeUpstream(root) as server:
         mirror = Mirror(tmp_path / "mirror").write(
