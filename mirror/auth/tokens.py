@@ -32,7 +32,7 @@ MAX_NAME_CHARS = 128
 
 
 class TokenError(MirrorError):
-    """A token request is invalid; the message says which value and how to fix it."""
+    """A token request is invalid; the message names the value and how to fix it."""
 
 
 class TokenNotFoundError(TokenError):
@@ -138,7 +138,7 @@ class TokenStore:
 
 def _check_name(name: str) -> None:
     if not name or not name.strip():
-        raise TokenError("a token needs a name that says what it is for, such as 'ci-builds'")
+        raise TokenError("a token needs a name that describes its use, such as 'ci-builds'")
     if len(name) > MAX_NAME_CHARS:
         raise TokenError(f"token name is longer than {MAX_NAME_CHARS} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in name):

@@ -46,7 +46,7 @@ class Base(DeclarativeBase):
 
 
 class ArtifactState(enum.StrEnum):
-    """Where one package file is on its way into the store."""
+    """Progress of one package file on its way into the store."""
 
     DISCOVERED = "discovered"
     DOWNLOADED = "downloaded"
@@ -54,7 +54,7 @@ class ArtifactState(enum.StrEnum):
 
 
 class MembershipState(enum.StrEnum):
-    """Where one package file is on its way into one channel."""
+    """Progress of one package file on its way into one channel."""
 
     PENDING = "pending"
     PASSED = "passed"

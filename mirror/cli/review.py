@@ -182,7 +182,7 @@ def _report(outcomes: list[Outcome]) -> None:
             click.echo(f"refused {outcome.id}: {outcome.message}", err=True)
     refused = sum(1 for o in outcomes if not o.ok)
     if refused:
-        raise ReviewCommandError(f"{refused} of {len(outcomes)} actions were refused; see the messages above")
+        raise ReviewCommandError(f"{refused} of {len(outcomes)} actions were rejected; see the messages above")
 
 
 class _ServiceContext:

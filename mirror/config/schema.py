@@ -80,7 +80,7 @@ REQUIRED_CHECKS: tuple[str, ...] = ("integrity", "archive", "metadata")
 
 
 class LicencePolicy(StrictModel):
-    """Which licences a channel accepts; names are SPDX ids or globs such as `BSD-*`."""
+    """Licences a channel accepts or rejects, as SPDX ids or globs such as `BSD-*`."""
 
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
@@ -88,7 +88,7 @@ class LicencePolicy(StrictModel):
 
 
 class VulnerabilityPolicy(StrictModel):
-    """How a channel treats packages with known advisories."""
+    """A channel's threshold for packages with known advisories."""
 
     max_severity: Severity = "none"
     retire: bool = True
@@ -132,7 +132,7 @@ class SyncConfig(StrictModel):
 
 
 class PublishConfig(StrictModel):
-    """How published channels change."""
+    """Settings for changes to published channels."""
 
     removal_grace_seconds: float = Field(default=3600.0, ge=0)
 

@@ -151,7 +151,12 @@ def _script_diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[d
         left, right = before.get(member), after.get(member)
         if left is not None and right is not None and left.get("sha256") == right.get("sha256"):
             continue
-        status = "added" if left is None else "removed" if right is None else "changed"
+        if left is None:
+            status = "added"
+        elif right is None:
+            status = "removed"
+        else:
+            status = "changed"
         changes.append({"member": member, "status": status, "diff": _text_diff(member, left, right)})
     return changes
 

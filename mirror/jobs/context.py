@@ -1,4 +1,4 @@
-"""What every job needs: the configuration, the catalog and the blob store."""
+"""The shared context of every job: the configuration, the catalog and the blob store."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 A file runs the union of the checks that the channels selecting it
 require. Results are stored per (check name, check version), so a rerun
-does no work for checks that did not change; a check whose version
+does no work for checks that did not change. A check whose version
 changed (new YARA rules, a new advisory import) runs again. A check that
-ended in ERROR runs again too, because an error says it could not decide.
+ended in ERROR runs again too, because an error means it could not decide.
 """
 
 from __future__ import annotations

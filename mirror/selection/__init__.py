@@ -1,4 +1,4 @@
-"""Selection: which upstream files the whitelist asks for."""
+"""Selection: the upstream files that the whitelist selects."""
 
 from mirror.selection.closure import Chosen, Selection, Unresolved, select_entry
 from mirror.selection.index import SubdirIndex

@@ -6,8 +6,8 @@ Rules, in order of strength:
    closure never adds a version of it that the user's own specs reject.
 3. With `dependencies: true`, every record that satisfies a dependency of a
    chosen record is chosen too, transitively. An arch subdir's record finds
-   its dependencies in that subdir and `noarch`; a `noarch` record, which
-   installs anywhere, finds them in every subdir of the entry.
+   its dependencies in that subdir and `noarch`. A `noarch` record installs
+   anywhere, so it finds them in every subdir of the entry.
 A dependency that nothing allowed satisfies is reported, never widened.
 """
 

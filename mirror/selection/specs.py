@@ -19,7 +19,7 @@ BUILD_GLOB = re.compile(r"^[A-Za-z0-9_.*+!]+$")
 
 
 class InvalidSpecError(ValueError):
-    """A match spec could not be parsed; the message says why."""
+    """A match spec could not be parsed; the message gives the reason."""
 
 
 @dataclass(frozen=True)

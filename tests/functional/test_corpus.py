@@ -38,7 +38,7 @@ def test_test_recipes_synced_and_installed(corpus, tmp_path):
         mirror = corpus_mirror(
             tmp_path / "mirror", server.url, "[noarch]",
             "- upstream: up\n  channel: main\n  packages: ['another_dependent 2.*']\n  dependencies: true\n",
-            # These test packages declare no licence, which holds them for review by default.
+            # These test packages declare no licence, which keeps them waiting for review by default.
             channels="  main: {approval: auto, licence: {missing: allow}}",
         )
         result = mirror.cli("run")
@@ -118,7 +118,7 @@ def test_selection_on_anaconda_r(corpus):
     chosen = {c.name for c in selection.chosen.values()}
     assert {"r-ggplot2", "r-base", "r-scales", "r-tibble", "r-plyr"} <= chosen
 
-    # The r-base pin holds against the closure: builds needing r-base 3.5 are reported, not widened.
+    # The r-base pin survives the closure: builds needing r-base 3.5 are reported, not widened.
     versions = {c.version for c in selection.chosen.values() if c.name == "r-base"}
     assert versions == {"3.4.1", "3.4.2", "3.4.3"}
     pinned_out = [u for u in selection.unresolved if u.dependency.startswith("r-base >=3.5")]

@@ -115,7 +115,8 @@ def test_truncated_download_resumes(tmp_path):
         assert mirror.cli("run").exit_code == 0
         ranges = [r.headers["Range"] for r in server.requests if r.path.endswith("big-1.0-0.tar.bz2") and "Range" in r.headers]
     assert len(ranges) == 1
-    assert ranges[0].startswith("bytes=") and ranges[0] != "bytes=0-"
+    assert ranges[0].startswith("bytes=")
+    assert ranges[0] != "bytes=0-"
     assert mirror.published() == {"big-1.0-0.tar.bz2"}
 
 
